@@ -1,0 +1,36 @@
+import type { Role } from '../platform/db/schema.js';
+
+/**
+ * What each role may do in a project. Roles are cumulative: each includes the one below.
+ * Instance admins act as owners everywhere.
+ */
+export const PERMISSIONS = {
+  'project.read': 'readonly',
+  'member.read': 'readonly',
+  'variables.read': 'readonly',
+  'service.write': 'developer',
+  'variables.write': 'developer',
+  'build.create': 'developer',
+  'deployment.create': 'developer',
+  'project.update': 'admin',
+  'environment.write': 'admin',
+  'member.write': 'admin',
+  'service.delete': 'admin',
+  'project.delete': 'owner',
+  'member.owner': 'owner',
+} as const satisfies Record<string, Role>;
+
+export type Permission = keyof typeof PERMISSIONS;
+
+const RANK: Record<Role, number> = { readonly: 0, developer: 1, admin: 2, owner: 3 };
+
+export const ROLES: readonly Role[] = ['owner', 'admin', 'developer', 'readonly'];
+
+export function roleAllows(role: Role, permission: Permission): boolean {
+  return RANK[role] >= RANK[PERMISSIONS[permission]];
+}
+
+/** Permissions that change state; an archived project refuses them. */
+export function isWrite(permission: Permission): boolean {
+  return permission !== 'project.read' && permission !== 'member.read' && permission !== 'variables.read';
+}

@@ -1,0 +1,131 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify';
+import helmet from '@fastify/helmet';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { Dependencies } from './dependencies.js';
+import { installErrorHandling } from './http/error-handler.js';
+import { authenticateHook } from './http/authenticate.js';
+import { ErrorEnvelope } from './http/schemas.js';
+import { registerAuthRoutes, registerPublicAuthRoutes } from '../auth/auth.routes.js';
+import { registerProjectRoutes } from '../projects/project.routes.js';
+import { registerServiceRoutes } from '../services/service.routes.js';
+import { registerBuildRoutes } from '../builds/build.routes.js';
+import { registerDeploymentRoutes } from '../deployments/deployment.routes.js';
+import { registerReleaseRoutes } from '../releases/release.routes.js';
+
+export type AppInstance = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+export type AppDeps = Dependencies;
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Builds the HTTP API from its dependencies. It never listens; callers decide that. */
+export async function buildApp(deps: Dependencies): Promise<AppInstance> {
+  const { config } = deps;
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: config.api.bodyLimitBytes,
+    requestTimeout: config.api.requestTimeoutMs,
+    connectionTimeout: config.api.requestTimeoutMs * 2,
+    keepAliveTimeout: 72_000,
+    return503OnClosing: true,
+    trustProxy: false,
+    requestIdHeader: false,
+    genReqId: (request) => {
+      const incoming = request.headers['x-request-id'];
+      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorateRequest('principal', undefined);
+  app.addSchema(ErrorEnvelope);
+  installErrorHandling(app);
+  installRequestHooks(app, deps);
+
+  await app.register(helmet, { contentSecurityPolicy: false, global: true });
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Switchyard API', version: '1.0.0', description: 'Push code from git; get a running, routed service.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  registerOperationalRoutes(app, deps);
+  await app.register(
+    async (v1) => {
+      const api = v1.withTypeProvider<TypeBoxTypeProvider>();
+      await api.register(async (open) => registerPublicAuthRoutes(open.withTypeProvider<TypeBoxTypeProvider>(), deps));
+      await api.register(async (secured) => {
+        secured.addHook('onRequest', authenticateHook(deps.domain.auth));
+        const typed = secured.withTypeProvider<TypeBoxTypeProvider>();
+        registerAuthRoutes(typed, deps);
+        registerProjectRoutes(typed, deps);
+        registerServiceRoutes(typed, deps);
+        registerBuildRoutes(typed, deps);
+        registerReleaseRoutes(typed, deps);
+        registerDeploymentRoutes(typed, deps);
+      });
+    },
+    { prefix: '/v1' },
+  );
+  return app;
+}
+
+function installRequestHooks(app: AppInstance, deps: Dependencies): void {
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    const seconds = reply.elapsedTime / 1000;
+    deps.metrics.httpDuration.labels(request.method, route, String(reply.statusCode)).observe(seconds);
+    const level = reply.statusCode >= 500 ? 'warn' : 'info';
+    request.log[level](
+      { method: request.method, route, status: reply.statusCode, durationMs: Math.round(reply.elapsedTime) },
+      'request completed',
+    );
+  });
+}
+
+function registerOperationalRoutes(app: AppInstance, deps: Dependencies): void {
+  const hide = { hide: true };
+  app.get('/healthz', { schema: { ...hide, response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({
+    status: 'ok' as const,
+  }));
+
+  app.get('/readyz', { schema: hide }, async (_request, reply) => {
+    const checks = await deps.readiness();
+    const isReady = Object.values(checks).every((check) => check.ok);
+    void reply.status(isReady ? 200 : 503);
+    return { status: isReady ? 'ready' : 'unavailable', checks };
+  });
+
+  app.get('/metrics', { schema: hide }, async (_request, reply) => {
+    const pool = deps.database.poolStats();
+    deps.metrics.dbPool.labels('total').set(pool.total);
+    deps.metrics.dbPool.labels('idle').set(pool.idle);
+    deps.metrics.dbPool.labels('waiting').set(pool.waiting);
+    void reply.type(deps.metrics.registry.contentType);
+    return deps.metrics.registry.metrics();
+  });
+
+  app.get('/openapi.json', { schema: hide }, async () => app.swagger());
+  app.get('/.well-known/jwks.json', { schema: hide }, async (_request, reply) => {
+    void reply.header('cache-control', 'public, max-age=300');
+    return deps.keys.jwks();
+  });
+}

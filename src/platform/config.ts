@@ -1,0 +1,199 @@
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+
+/**
+ * Switchyard's configuration, read once from the environment. Secrets may come from a file
+ * named by the `*_FILE` variant. Every problem is collected and reported together.
+ */
+export interface Config {
+  mode: 'embedded' | 'external';
+  dataDir: string;
+  databaseUrl: string | undefined;
+  database: {
+    poolMax: number;
+    idleTimeoutMs: number;
+    maxLifetimeMs: number;
+    statementTimeoutMs: number;
+    connectTimeoutMs: number;
+  };
+  redisUrl: string | undefined;
+  api: { host: string; port: number; bodyLimitBytes: number; requestTimeoutMs: number };
+  router: { host: string; port: number; upstreamTimeoutMs: number; baseDomain: string };
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  auth: {
+    issuer: string;
+    audience: string;
+    accessTokenTtlSeconds: number;
+    refreshTokenTtlSeconds: number;
+    signingKeyFile: string | undefined;
+  };
+  git: {
+    allowedHosts: string[];
+    allowLocal: boolean;
+    allowPrivateNetworks: boolean;
+    credentialsFile: string | undefined;
+  };
+  builds: { timeoutMs: number; concurrency: number };
+  deployments: { healthTimeoutMs: number; drainMs: number };
+  process: { role: 'all' | 'api' | 'worker'; shutdownTimeoutMs: number };
+}
+
+type Env = Record<string, string | undefined>;
+
+class Reader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  string(name: string): string | undefined {
+    const fileName = this.env[`${name}_FILE`];
+    if (fileName !== undefined && fileName !== '') {
+      try {
+        return readFileSync(fileName, 'utf8').trim();
+      } catch (error) {
+        this.problems.push(`${name}_FILE: cannot read ${fileName} (${(error as Error).message})`);
+        return undefined;
+      }
+    }
+    const value = this.env[name];
+    return value === undefined || value === '' ? undefined : value;
+  }
+
+  int(name: string, fallback: number, min: number, max: number): number {
+    const raw = this.string(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      this.problems.push(`${name}: expected an integer from ${min} to ${max}, got "${raw}"`);
+      return fallback;
+    }
+    return value;
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    const raw = this.string(name);
+    if (raw === undefined) return fallback;
+    if (['1', 'true', 'yes', 'on'].includes(raw.toLowerCase())) return true;
+    if (['0', 'false', 'no', 'off'].includes(raw.toLowerCase())) return false;
+    this.problems.push(`${name}: expected true or false, got "${raw}"`);
+    return fallback;
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const raw = this.string(name);
+    if (raw === undefined) return fallback;
+    if ((allowed as readonly string[]).includes(raw)) return raw as T;
+    this.problems.push(`${name}: expected one of ${allowed.join(', ')}, got "${raw}"`);
+    return fallback;
+  }
+
+  url(name: string, protocols: readonly string[]): string | undefined {
+    const raw = this.string(name);
+    if (raw === undefined) return undefined;
+    try {
+      const parsed = new URL(raw);
+      if (!protocols.includes(parsed.protocol)) {
+        this.problems.push(`${name}: expected a ${protocols.join(' or ')} URL`);
+      }
+    } catch {
+      this.problems.push(`${name}: not a valid URL`);
+    }
+    return raw;
+  }
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Reads and validates the configuration; throws ConfigError listing every problem. */
+export function loadConfig(env: Env = process.env): Readonly<Config> {
+  const read = new Reader(env);
+  const databaseUrl = read.url('DATABASE_URL', ['postgres:', 'postgresql:']);
+  const mode = databaseUrl === undefined ? 'embedded' : 'external';
+  const dataDirRaw = read.string('SWITCHYARD_DATA_DIR') ?? join(homedir(), '.switchyard');
+  const dataDir = isAbsolute(dataDirRaw) ? dataDirRaw : resolve(dataDirRaw);
+
+  const config: Config = {
+    mode,
+    dataDir,
+    databaseUrl,
+    database: {
+      poolMax: read.int('DATABASE_POOL_MAX', 10, 1, 500),
+      idleTimeoutMs: read.int('DATABASE_IDLE_TIMEOUT_MS', 30_000, 1_000, 3_600_000),
+      maxLifetimeMs: read.int('DATABASE_MAX_LIFETIME_MS', 1_800_000, 0, 86_400_000),
+      statementTimeoutMs: read.int('DATABASE_STATEMENT_TIMEOUT_MS', 15_000, 100, 600_000),
+      connectTimeoutMs: read.int('DATABASE_CONNECT_TIMEOUT_MS', 5_000, 100, 120_000),
+    },
+    redisUrl: read.url('REDIS_URL', ['redis:', 'rediss:']),
+    api: {
+      host: read.string('SWITCHYARD_HOST') ?? '127.0.0.1',
+      port: read.int('SWITCHYARD_PORT', 8080, 0, 65_535),
+      bodyLimitBytes: read.int('SWITCHYARD_BODY_LIMIT_BYTES', 1_048_576, 1_024, 52_428_800),
+      requestTimeoutMs: read.int('SWITCHYARD_REQUEST_TIMEOUT_MS', 30_000, 1_000, 600_000),
+    },
+    router: {
+      host: read.string('SWITCHYARD_ROUTER_HOST') ?? '127.0.0.1',
+      port: read.int('SWITCHYARD_ROUTER_PORT', 8000, 0, 65_535),
+      upstreamTimeoutMs: read.int('SWITCHYARD_ROUTER_UPSTREAM_TIMEOUT_MS', 30_000, 100, 600_000),
+      baseDomain: (read.string('SWITCHYARD_ROUTER_DOMAIN') ?? 'localhost').toLowerCase(),
+    },
+    logLevel: read.oneOf(
+      'LOG_LEVEL',
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
+      'info',
+    ),
+    auth: {
+      issuer: read.string('SWITCHYARD_JWT_ISSUER') ?? 'switchyard',
+      audience: read.string('SWITCHYARD_JWT_AUDIENCE') ?? 'switchyard-api',
+      accessTokenTtlSeconds: read.int('SWITCHYARD_ACCESS_TOKEN_TTL_SECONDS', 900, 60, 86_400),
+      refreshTokenTtlSeconds: read.int(
+        'SWITCHYARD_REFRESH_TOKEN_TTL_SECONDS',
+        2_592_000,
+        3_600,
+        31_536_000,
+      ),
+      signingKeyFile: read.string('SWITCHYARD_JWT_PRIVATE_KEY_PATH'),
+    },
+    git: {
+      allowedHosts: (read.string('SWITCHYARD_GIT_ALLOWED_HOSTS') ?? 'github.com,gitlab.com,bitbucket.org')
+        .split(',')
+        .map((host) => host.trim().toLowerCase())
+        .filter((host) => host !== ''),
+      allowLocal: read.bool('SWITCHYARD_ALLOW_LOCAL_GIT', mode === 'embedded'),
+      allowPrivateNetworks: read.bool('SWITCHYARD_ALLOW_PRIVATE_NETWORKS', false),
+      credentialsFile: read.string('SWITCHYARD_GIT_CREDENTIALS_PATH'),
+    },
+    builds: {
+      timeoutMs: read.int('BUILD_TIMEOUT_MS', 900_000, 1_000, 7_200_000),
+      concurrency: read.int('BUILD_CONCURRENCY', 2, 1, 64),
+    },
+    deployments: {
+      healthTimeoutMs: read.int('DEPLOY_HEALTH_TIMEOUT_MS', 60_000, 1_000, 1_800_000),
+      drainMs: read.int('DEPLOY_DRAIN_MS', 5_000, 0, 300_000),
+    },
+    process: {
+      role: read.oneOf('SWITCHYARD_ROLE', ['all', 'api', 'worker'] as const, 'all'),
+      shutdownTimeoutMs: read.int('SWITCHYARD_SHUTDOWN_TIMEOUT_MS', 25_000, 1_000, 600_000),
+    },
+  };
+
+  if (mode === 'external' && config.auth.signingKeyFile === undefined) {
+    read.problems.push(
+      'SWITCHYARD_JWT_PRIVATE_KEY_PATH: required when DATABASE_URL is set (every replica must share the signing key)',
+    );
+  }
+  if (read.problems.length > 0) throw new ConfigError(read.problems);
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(value: T): Readonly<T> {
+  if (value !== null && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,37 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { Schema } from './schema.js';
+
+export type Db = Kysely<Schema>;
+export type Trx = Transaction<Schema>;
+
+/** Raised when a rollback fails after the work failed; both causes are kept. */
+export class RollbackFailedError extends AggregateError {
+  constructor(workError: unknown, rollbackError: unknown) {
+    super([workError, rollbackError], 'transaction rollback failed after an error', {
+      cause: workError,
+    });
+    this.name = 'RollbackFailedError';
+  }
+}
+
+/**
+ * Runs `work` in a transaction: commits when it resolves, rolls back when it throws. A failed
+ * commit rejects with the commit's error; a failed rollback rejects with RollbackFailedError
+ * carrying both the work's error and the rollback's.
+ */
+export async function inTransaction<T>(db: Db, work: (trx: Trx) => Promise<T>): Promise<T> {
+  const trx = await db.startTransaction().execute();
+  let result: T;
+  try {
+    result = await work(trx);
+  } catch (workError) {
+    try {
+      await trx.rollback().execute();
+    } catch (rollbackError) {
+      throw new RollbackFailedError(workError, rollbackError);
+    }
+    throw workError;
+  }
+  await trx.commit().execute();
+  return result;
+}

@@ -1,0 +1,168 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { openDatabase, type Database } from './db/database.js';
+import { migrate } from './db/migrate.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { createQueue, type Queue } from './queue.js';
+import { systemResolver, type Resolver, type UrlPolicy } from './url-guard.js';
+import { loadKeyRing, type KeyRing } from '../auth/keys.js';
+import { createAuthService } from '../auth/auth.service.js';
+import { createProjectService } from '../projects/project.service.js';
+import { createServiceService } from '../services/service.service.js';
+import { createBuildService } from '../builds/build.service.js';
+import { createReleaseService } from '../releases/release.service.js';
+import { createDeploymentService } from '../deployments/deployment.service.js';
+import { createReconciler, type Reconciler } from '../deployments/reconciler.js';
+import { createLocalRuntime } from '../runtime/local/local-runtime.js';
+import type { RuntimeDriver } from '../runtime/runtime.js';
+import { createRouter, type Router } from '../router/router.js';
+
+export interface ReadinessCheck {
+  ok: boolean;
+  detail?: string;
+}
+
+/** Everything Switchyard's processes share, built once; close() releases it in reverse. */
+export interface Dependencies {
+  config: Readonly<Config>;
+  logger: Logger;
+  database: Database;
+  metrics: Metrics;
+  keys: KeyRing;
+  queue: Queue;
+  resolver: Resolver;
+  /** The workload side: present when this process runs workers (role all or worker). */
+  runtime: RuntimeDriver | undefined;
+  router: Router | undefined;
+  reconciler: Reconciler | undefined;
+  domain: ReturnType<typeof createDomain>;
+  readiness(): Promise<Record<string, ReadinessCheck>>;
+  close(): Promise<void>;
+}
+
+export interface DependencyOverrides {
+  /** An already-migrated database (tests share prepared ones). */
+  database?: Database;
+  resolver?: Resolver;
+  pollingIntervalSeconds?: number;
+}
+
+function createDomain(deps: {
+  config: Readonly<Config>;
+  logger: Logger;
+  database: Database;
+  metrics: Metrics;
+  keys: KeyRing;
+  queue: Queue;
+  resolver: Resolver;
+  runtime: RuntimeDriver | undefined;
+  reconciler: Reconciler | undefined;
+  routerPort: number;
+}) {
+  const { config, logger, queue } = deps;
+  const db = deps.database.db;
+  const gitPolicy: UrlPolicy = {
+    allowedGitHosts: config.git.allowedHosts,
+    allowLocalGit: config.git.allowLocal,
+    allowPrivateNetworks: config.git.allowPrivateNetworks,
+  };
+  const auth = createAuthService({ db, keys: deps.keys, settings: config.auth, logger });
+  const projects = createProjectService({ db, logger });
+  const services = createServiceService({ db, logger, projects, gitPolicy, resolver: deps.resolver });
+  const builds = createBuildService({
+    db,
+    logger,
+    queue,
+    metrics: deps.metrics,
+    services,
+    dataDir: config.dataDir,
+    timeoutMs: config.builds.timeoutMs,
+  });
+  const releases = createReleaseService({ db, services });
+  const deployments = createDeploymentService({
+    db,
+    logger,
+    queue,
+    projects,
+    services,
+    baseDomain: config.router.baseDomain,
+    routerPort: deps.routerPort,
+    runtime: deps.runtime,
+    reconciler: deps.reconciler,
+  });
+  return { auth, projects, services, builds, releases, deployments };
+}
+
+/** Opens the database (migrating it), loads keys, and wires every service. Listens on nothing. */
+export async function createDependencies(
+  config: Readonly<Config>,
+  logger: Logger,
+  overrides: DependencyOverrides = {},
+): Promise<Dependencies> {
+  const database = overrides.database ?? (await openDatabase(config, logger));
+  const owned: Array<() => Promise<void>> = overrides.database === undefined ? [() => database.close()] : [];
+  try {
+    if (overrides.database === undefined) await migrate(database, logger);
+    const keys = await loadKeyRing({ keyFile: config.auth.signingKeyFile, dataDir: config.dataDir });
+    const metrics = createMetrics();
+    const queue = createQueue(database, logger, { pollingIntervalSeconds: overrides.pollingIntervalSeconds ?? 0.5 });
+    const resolver = overrides.resolver ?? systemResolver;
+
+    const runsWorkloads = config.process.role !== 'api';
+    const runtime = runsWorkloads
+      ? createLocalRuntime({ stateDir: join(config.dataDir, 'runtime'), logger, drainMs: config.deployments.drainMs })
+      : undefined;
+    const router = runsWorkloads
+      ? createRouter({ logger, port: config.router.port, host: config.router.host, upstreamTimeoutMs: config.router.upstreamTimeoutMs })
+      : undefined;
+    const reconciler =
+      runtime !== undefined && router !== undefined
+        ? createReconciler({
+            db: database.db,
+            runtime,
+            router,
+            logger,
+            metrics,
+            baseDomain: config.router.baseDomain,
+            healthTimeoutMs: config.deployments.healthTimeoutMs,
+            drainMs: config.deployments.drainMs,
+          })
+        : undefined;
+    const domain = createDomain({ config, logger, database, metrics, keys, queue, resolver, runtime, reconciler, routerPort: config.router.port });
+
+    return {
+      config,
+      logger,
+      database,
+      metrics,
+      keys,
+      queue,
+      resolver,
+      runtime,
+      router,
+      reconciler,
+      domain,
+      async readiness() {
+        const checks: Record<string, ReadinessCheck> = {};
+        try {
+          await database.ping();
+          checks['database'] = { ok: true };
+        } catch (error) {
+          checks['database'] = { ok: false, detail: (error as Error).message };
+        }
+        checks['runtime'] = { ok: true, detail: runtime === undefined ? 'not in this process' : runtime.name };
+        return checks;
+      },
+      async close() {
+        reconciler?.close();
+        await router?.close();
+        await runtime?.close();
+        for (const release of owned.reverse()) await release();
+      },
+    };
+  } catch (error) {
+    for (const release of owned.reverse()) await release().catch(() => undefined);
+    throw error;
+  }
+}

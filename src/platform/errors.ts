@@ -1,0 +1,73 @@
+/**
+ * The error catalogue. Every error a client can see has a stable code from this list, and
+ * each code maps to exactly one HTTP status. Codes are never renamed or reused.
+ */
+export const ERROR_CODES = {
+  VALIDATION_FAILED: { status: 400, meaning: 'the request does not match its schema' },
+  INVALID_JSON: { status: 400, meaning: 'the body is not valid JSON' },
+  INVALID_CURSOR: { status: 400, meaning: 'the pagination cursor is malformed' },
+  INVALID_NAME: { status: 400, meaning: 'a name is not a valid RFC 1123 label' },
+  INVALID_FILTER: { status: 400, meaning: 'a query filter is not one the route accepts' },
+  ENV_VAR_INVALID: { status: 400, meaning: 'a configuration variable name or file is malformed' },
+  GIT_URL_REJECTED: { status: 400, meaning: 'a git URL breaks the git URL policy' },
+  OUTBOUND_URL_REJECTED: { status: 400, meaning: 'an outbound URL breaks the outbound policy' },
+  AUTHENTICATION_REQUIRED: { status: 401, meaning: 'no credentials were given' },
+  AUTHENTICATION_FAILED: { status: 401, meaning: 'the credentials are wrong, expired or revoked' },
+  FORBIDDEN: { status: 403, meaning: 'the caller lacks the role this action needs' },
+  NOT_FOUND: { status: 404, meaning: 'the route does not exist' },
+  PROJECT_NOT_FOUND: { status: 404, meaning: 'no project with that id or slug is visible' },
+  ENVIRONMENT_NOT_FOUND: { status: 404, meaning: 'no environment with that id or name' },
+  SERVICE_NOT_FOUND: { status: 404, meaning: 'no service with that id is visible' },
+  BUILD_NOT_FOUND: { status: 404, meaning: 'no build with that id is visible' },
+  RELEASE_NOT_FOUND: { status: 404, meaning: 'no release with that id is visible' },
+  DEPLOYMENT_NOT_FOUND: { status: 404, meaning: 'no deployment with that id is visible' },
+  MEMBER_NOT_FOUND: { status: 404, meaning: 'the user is not a member of the project' },
+  USER_NOT_FOUND: { status: 404, meaning: 'no user with that id or email' },
+  METHOD_NOT_ALLOWED: { status: 405, meaning: 'the route exists but not for this method' },
+  ACCOUNT_EXISTS: { status: 409, meaning: 'an account with that email exists' },
+  PROJECT_SLUG_TAKEN: { status: 409, meaning: 'another project uses that slug' },
+  ENVIRONMENT_NAME_TAKEN: { status: 409, meaning: 'the project has an environment of that name' },
+  SERVICE_NAME_TAKEN: { status: 409, meaning: 'the project has a service of that name' },
+  MEMBER_EXISTS: { status: 409, meaning: 'the user is already a member' },
+  MEMBER_LAST_OWNER: { status: 409, meaning: 'the last owner cannot be removed or demoted' },
+  IDEMPOTENCY_KEY_REUSED: { status: 409, meaning: 'the key was used with a different request' },
+  IDEMPOTENCY_IN_PROGRESS: { status: 409, meaning: 'the first request with this key runs' },
+  ENVIRONMENT_PROTECTED: { status: 409, meaning: 'the environment has live deployments' },
+  PRECONDITION_FAILED: { status: 412, meaning: 'a precondition header did not match' },
+  PAYLOAD_TOO_LARGE: { status: 413, meaning: 'the body exceeds the size limit' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'the content type is not accepted' },
+  RELEASE_UNAVAILABLE: { status: 422, meaning: 'there is no release to deploy' },
+  ROLLBACK_TARGET_INVALID: { status: 422, meaning: 'there is no earlier release to roll back to' },
+  RATE_LIMITED: { status: 429, meaning: 'too many requests; retry after the given time' },
+  DEPENDENCY_UNAVAILABLE: { status: 503, meaning: 'a database or other dependency is down' },
+  INTERNAL: { status: 500, meaning: 'an unexpected failure; the request id locates it' },
+} as const satisfies Record<string, { status: number; meaning: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface AppErrorOptions {
+  details?: unknown;
+  cause?: unknown;
+  headers?: Record<string, string>;
+}
+
+/** An error a client may see: a stable code, a safe message, optional details. */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: unknown;
+  readonly headers: Record<string, string> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: AppErrorOptions = {}) {
+    super(message, { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    this.details = options.details;
+    this.headers = options.headers;
+  }
+}
+
+export function isAppError(error: unknown): error is AppError {
+  return error instanceof AppError;
+}

@@ -1,0 +1,102 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
+
+interface Envelope {
+  error: { code: string; message: string; details?: unknown; requestId: string };
+}
+
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'VALIDATION_FAILED',
+  FST_ERR_VALIDATION: 'VALIDATION_FAILED',
+};
+
+// Connection-level failures of PostgreSQL or the network: the dependency is down, not us.
+const UNAVAILABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+  '08000',
+  '08001',
+  '08003',
+  '08006',
+]);
+
+function isDependencyFailure(error: unknown): boolean {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && UNAVAILABLE.has(code)) return true;
+    if (/timeout exceeded when trying to connect|Connection terminated/i.test(current.message)) {
+      return true;
+    }
+    current = current.cause;
+  }
+  return false;
+}
+
+export function toAppError(error: unknown): AppError | undefined {
+  if (error instanceof AppError) return error;
+  const fastifyError = error as Partial<FastifyError>;
+  if (fastifyError.validation !== undefined) {
+    return new AppError('VALIDATION_FAILED', `Request ${fastifyError.validationContext ?? 'input'} is invalid: ${fastifyError.message ?? ''}`, {
+      details: fastifyError.validation.map((issue) => ({
+        in: fastifyError.validationContext,
+        path: issue.instancePath === '' ? '/' : issue.instancePath,
+        message: issue.message,
+        ...(issue.keyword === 'additionalProperties'
+          ? { field: (issue.params as { additionalProperty?: string }).additionalProperty }
+          : {}),
+      })),
+    });
+  }
+  const mapped = fastifyError.code === undefined ? undefined : FASTIFY_CODES[fastifyError.code];
+  if (mapped !== undefined) return new AppError(mapped, fastifyError.message ?? mapped);
+  if (error instanceof SyntaxError && fastifyError.statusCode === 400) {
+    return new AppError('INVALID_JSON', 'The body is not valid JSON');
+  }
+  if (isDependencyFailure(error)) {
+    return new AppError('DEPENDENCY_UNAVAILABLE', 'A dependency is unavailable; retry shortly', {
+      headers: { 'retry-after': '5' },
+    });
+  }
+  if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode === 429) {
+    return new AppError('RATE_LIMITED', 'Too many requests');
+  }
+  return undefined;
+}
+
+export function sendError(reply: FastifyReply, request: FastifyRequest, error: AppError): void {
+  const body: Envelope = {
+    error: { code: error.code, message: error.message, requestId: String(request.id) },
+  };
+  if (error.details !== undefined) body.error.details = error.details;
+  for (const [name, value] of Object.entries(error.headers ?? {})) void reply.header(name, value);
+  void reply.status(ERROR_CODES[error.code].status).type('application/json').send(body);
+}
+
+/** One error handler for the whole API: every failure leaves in the standard envelope. */
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error, request, reply) => {
+    const appError = toAppError(error);
+    if (appError !== undefined) {
+      const level = appError.status >= 500 ? 'warn' : 'info';
+      request.log[level]({ code: appError.code, status: appError.status }, 'request failed');
+      sendError(reply, request, appError);
+      return;
+    }
+    request.log.error({ err: error }, 'unhandled error');
+    sendError(reply, request, new AppError('INTERNAL', 'An internal error occurred'));
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    sendError(reply, request, new AppError('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}`));
+  });
+}
