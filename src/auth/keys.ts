@@ -20,17 +20,18 @@ export interface KeyRing {
   jwks(): { keys: JWK[] };
 }
 
+const ALGORITHMS: Partial<Record<string, SigningKey['alg']>> = {
+  ed25519: 'EdDSA',
+  rsa: 'RS256',
+  ec: 'ES256',
+};
+
 function algorithmOf(key: KeyObject): SigningKey['alg'] {
-  switch (key.asymmetricKeyType) {
-    case 'ed25519':
-      return 'EdDSA';
-    case 'rsa':
-      return 'RS256';
-    case 'ec':
-      return 'ES256';
-    default:
-      throw new Error(`unsupported signing key type ${String(key.asymmetricKeyType)}`);
+  const alg = ALGORITHMS[key.asymmetricKeyType ?? ''];
+  if (alg === undefined) {
+    throw new Error(`unsupported signing key type ${String(key.asymmetricKeyType)}`);
   }
+  return alg;
 }
 
 export async function signingKeyFromPem(pem: string): Promise<SigningKey> {
