@@ -1,6 +1,11 @@
 import { sql } from 'kysely';
 import type { Db, Trx } from '../platform/db/transaction.js';
-import type { BuildRow, ReleaseRow, StartCommandJson, ArtifactKind } from '../platform/db/schema.js';
+import type {
+  BuildRow,
+  ReleaseRow,
+  StartCommandJson,
+  ArtifactKind,
+} from '../platform/db/schema.js';
 import type { ProjectAccessRow } from '../access/access.repository.js';
 import { afterCursor, cursorPosition, fetchSize } from '../platform/db/keyset.js';
 import type { PageRequest } from '../platform/http/pagination.js';
@@ -25,7 +30,9 @@ export async function findBuildAccess(
   db: Db,
   buildId: string,
   userId: string,
-): Promise<{ build: BuildRow & { release_id: string | null }; access: ProjectAccessRow } | undefined> {
+): Promise<
+  { build: BuildRow & { release_id: string | null }; access: ProjectAccessRow } | undefined
+> {
   const row = await db
     .selectFrom('builds')
     .innerJoin('services', 'services.id', 'builds.service_id')
@@ -52,7 +59,15 @@ export async function findBuildAccess(
     .where('builds.id', '=', buildId)
     .executeTakeFirst();
   if (row === undefined) return undefined;
-  const { project_id, project_slug, project_status, role, environment_id, member_expires_at, ...build } = row;
+  const {
+    project_id,
+    project_slug,
+    project_status,
+    role,
+    environment_id,
+    member_expires_at,
+    ...build
+  } = row;
   return {
     build,
     access: {
@@ -82,7 +97,11 @@ export async function listBuilds(db: Db, serviceId: string, page: PageRequest) {
     ])
     .where('builds.service_id', '=', serviceId);
   if (page.after !== undefined) query = query.where(afterCursor('builds', page.after));
-  return query.orderBy('builds.created_at', 'desc').orderBy('builds.id', 'desc').limit(fetchSize(page)).execute();
+  return query
+    .orderBy('builds.created_at', 'desc')
+    .orderBy('builds.id', 'desc')
+    .limit(fetchSize(page))
+    .execute();
 }
 
 /**
@@ -102,7 +121,11 @@ export async function startBuild(db: Db, id: string): Promise<BuildRow | undefin
 export async function finishBuild(
   db: Db | Trx,
   id: string,
-  outcome: { status: 'succeeded' | 'failed' | 'cancelled'; commitSha?: string; failureReason?: string },
+  outcome: {
+    status: 'succeeded' | 'failed' | 'cancelled';
+    commitSha?: string;
+    failureReason?: string;
+  },
 ): Promise<void> {
   await db
     .updateTable('builds')
@@ -125,7 +148,11 @@ export async function nextLogSeq(db: Db, buildId: string): Promise<number> {
   return row?.max === null || row?.max === undefined ? 0 : Number(row.max) + 1;
 }
 
-export async function appendBuildLogs(db: Db, buildId: string, lines: Array<{ seq: number; line: string }>): Promise<void> {
+export async function appendBuildLogs(
+  db: Db,
+  buildId: string,
+  lines: Array<{ seq: number; line: string }>,
+): Promise<void> {
   if (lines.length === 0) return;
   await db
     .insertInto('build_logs')
@@ -189,5 +216,10 @@ export async function insertRelease(
 }
 
 export async function findReleaseOfBuild(db: Db, buildId: string): Promise<ReleaseRow | undefined> {
-  return db.selectFrom('releases').selectAll().where('build_id', '=', buildId).orderBy('version').executeTakeFirst();
+  return db
+    .selectFrom('releases')
+    .selectAll()
+    .where('build_id', '=', buildId)
+    .orderBy('version')
+    .executeTakeFirst();
 }

@@ -13,7 +13,8 @@ export function registerBuildRoutes(app: AppInstance, deps: AppDeps): void {
   app.post('/services/:id/builds', {
     schema: {
       tags,
-      description: 'Queues a build of the ref (default: the service branch). Honors Idempotency-Key.',
+      description:
+        'Queues a build of the ref (default: the service branch). Honors Idempotency-Key.',
       params: IdParams,
       body: CreateBuildBody,
       response: { 202: Accepted, ...commonErrors },
@@ -28,8 +29,14 @@ export function registerBuildRoutes(app: AppInstance, deps: AppDeps): void {
   });
 
   app.get('/services/:id/builds', {
-    schema: { tags, params: IdParams, querystring: PageQuery, response: { 200: pageOf(BuildSchema), ...commonErrors } },
-    handler: async (request) => builds.list(principalOf(request), request.params.id, toPageRequest(request.query)),
+    schema: {
+      tags,
+      params: IdParams,
+      querystring: PageQuery,
+      response: { 200: pageOf(BuildSchema), ...commonErrors },
+    },
+    handler: async (request) =>
+      builds.list(principalOf(request), request.params.id, toPageRequest(request.query)),
   });
 
   app.get('/builds/:id', {
@@ -40,7 +47,8 @@ export function registerBuildRoutes(app: AppInstance, deps: AppDeps): void {
   app.get('/builds/:id/logs', {
     schema: {
       tags,
-      description: 'Build output. With ?follow=true, a text/event-stream of `log` events and a final `end` event.',
+      description:
+        'Build output. With ?follow=true, a text/event-stream of `log` events and a final `end` event.',
       params: IdParams,
       querystring: LogsQuery,
       response: { 200: BuildLogs, ...commonErrors },

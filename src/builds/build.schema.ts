@@ -7,7 +7,9 @@ export const BuildSchema = Type.Object({
   id: Uuid,
   serviceId: Uuid,
   ref: Type.String(),
-  status: Type.Union(['queued', 'running', 'succeeded', 'failed', 'cancelled'].map((s) => Type.Literal(s))),
+  status: Type.Union(
+    ['queued', 'running', 'succeeded', 'failed', 'cancelled'].map((s) => Type.Literal(s)),
+  ),
   commitSha: Nullable(Type.String()),
   failureReason: Nullable(Type.String()),
   attempt: Type.Integer(),
@@ -19,7 +21,10 @@ export const BuildSchema = Type.Object({
   logsUrl: Type.String(),
 });
 
-export const CreateBuildBody = Type.Object({ ref: Type.Optional(GitRef) }, { additionalProperties: false });
+export const CreateBuildBody = Type.Object(
+  { ref: Type.Optional(GitRef) },
+  { additionalProperties: false },
+);
 
 export const LogsQuery = Type.Object(
   { follow: Type.Optional(Type.Boolean({ default: false })) },
@@ -31,7 +36,9 @@ export const BuildLogs = Type.Object({
   status: Type.String(),
 });
 
-export function toBuildResponse(row: BuildRow & { release_id?: string | null }): Static<typeof BuildSchema> {
+export function toBuildResponse(
+  row: BuildRow & { release_id?: string | null },
+): Static<typeof BuildSchema> {
   return {
     id: row.id,
     serviceId: row.service_id,

@@ -69,11 +69,18 @@ export function createBuildService(deps: {
     async create(principal: Principal, serviceId: string, input: { ref?: string }) {
       const { service } = await deps.services.access(principal, serviceId, 'build.create');
       const build = await inTransaction(db, async (trx) => {
-        const row = await repo.insertBuild(trx, { serviceId: service.id, ref: input.ref ?? service.branch, createdBy: principal.userId });
+        const row = await repo.insertBuild(trx, {
+          serviceId: service.id,
+          ref: input.ref ?? service.branch,
+          createdBy: principal.userId,
+        });
         await queue.send(BUILD_RUN, { buildId: row.id }, { trx });
         return row;
       });
-      logger.info({ buildId: build.id, serviceId: service.id, userId: principal.userId }, 'build queued');
+      logger.info(
+        { buildId: build.id, serviceId: service.id, userId: principal.userId },
+        'build queued',
+      );
       return { id: build.id, status: build.status, statusUrl: `/v1/builds/${build.id}` };
     },
 
@@ -93,7 +100,11 @@ export function createBuildService(deps: {
       const lines = await repo.readBuildLogs(db, build.id, -1, 10_000);
       return {
         status: build.status,
-        lines: lines.map((line) => ({ seq: line.seq, line: line.line, at: line.created_at.toISOString() })),
+        lines: lines.map((line) => ({
+          seq: line.seq,
+          line: line.line,
+          at: line.created_at.toISOString(),
+        })),
       };
     },
 
@@ -112,8 +123,16 @@ export function createBuildService(deps: {
           if (current === undefined || TERMINAL.has(current.status)) {
             // One more read: lines flushed just before the status changed.
             const rest = await repo.readBuildLogs(db, build.id, lastSeq, 10_000);
-            for (const line of rest) yield { event: 'log', id: String(line.seq), data: { seq: line.seq, line: line.line } };
-            yield { event: 'end', data: current === undefined ? { status: 'deleted' } : toBuildResponse(current) };
+            for (const line of rest)
+              yield {
+                event: 'log',
+                id: String(line.seq),
+                data: { seq: line.seq, line: line.line },
+              };
+            yield {
+              event: 'end',
+              data: current === undefined ? { status: 'deleted' } : toBuildResponse(current),
+            };
             return;
           }
           await pause(300, signal);
@@ -130,7 +149,11 @@ export function createBuildService(deps: {
       if (started === undefined) return;
       const service = await getServiceById(db, started.service_id);
       if (service === undefined) return;
-      const log = logger.child({ buildId: started.id, serviceId: service.id, attempt: started.attempt });
+      const log = logger.child({
+        buildId: started.id,
+        serviceId: service.id,
+        attempt: started.attempt,
+      });
       const writer = createLogWriter(started.id, await repo.nextLogSeq(db, started.id));
       if (started.attempt > 1) writer.write(`-----> Retrying build (attempt ${started.attempt})`);
       const startedAt = performance.now();
@@ -149,7 +172,10 @@ export function createBuildService(deps: {
           onLog: (line) => writer.write(line),
           logger: log,
         });
-        const start = service.build.startCommand === undefined ? result.start : { command: '/bin/sh', args: ['-c', service.build.startCommand] };
+        const start =
+          service.build.startCommand === undefined
+            ? result.start
+            : { command: '/bin/sh', args: ['-c', service.build.startCommand] };
         const release = await inTransaction(db, async (trx) => {
           const row = await repo.insertRelease(trx, {
             serviceId: service.id,
@@ -161,16 +187,29 @@ export function createBuildService(deps: {
             start,
             config: variables,
           });
-          await repo.finishBuild(trx, started.id, { status: 'succeeded', commitSha: result.commitSha });
+          await repo.finishBuild(trx, started.id, {
+            status: 'succeeded',
+            commitSha: result.commitSha,
+          });
           return row;
         });
         writer.write(`-----> Release v${release.version} created (${result.digest})`);
         deps.metrics.buildsTotal.labels('succeeded').inc();
-        log.info({ releaseId: release.id, version: release.version, durationMs: Math.round(performance.now() - startedAt) }, 'build succeeded');
+        log.info(
+          {
+            releaseId: release.id,
+            version: release.version,
+            durationMs: Math.round(performance.now() - startedAt),
+          },
+          'build succeeded',
+        );
       } catch (error) {
         if (!(error instanceof BuildFailedError)) throw error;
         writer.write(`-----> Build failed: ${error.message}`);
-        await repo.finishBuild(db, started.id, { status: error.reason === 'cancelled' ? 'cancelled' : 'failed', failureReason: `${error.reason}: ${error.message}` });
+        await repo.finishBuild(db, started.id, {
+          status: error.reason === 'cancelled' ? 'cancelled' : 'failed',
+          failureReason: `${error.reason}: ${error.message}`,
+        });
         deps.metrics.buildsTotal.labels('failed').inc();
         log.info({ reason: error.reason }, 'build failed');
       } finally {

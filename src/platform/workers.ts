@@ -29,7 +29,10 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
     }
   };
 
-  await queue.work(BUILD_RUN, (data) => timed(BUILD_RUN.name, () => domain.builds.run(data, shutdown.signal)));
+  // pg-boss runs one handler at a time per subscription; one subscription per build slot.
+  for (let slot = 0; slot < deps.config.builds.concurrency; slot++) {
+    await queue.work(BUILD_RUN, (data) => timed(BUILD_RUN.name, () => domain.builds.run(data, shutdown.signal)));
+  }
 
   const { reconciler, runtime, router } = deps;
   if (reconciler !== undefined && runtime !== undefined && router !== undefined) {
