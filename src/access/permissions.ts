@@ -18,6 +18,13 @@ export const PERMISSIONS = {
   'service.delete': 'admin',
   'project.delete': 'owner',
   'member.owner': 'owner',
+  // Secrets: service scope is the Developer's, project and environment scope the Admin's.
+  'secrets.list': 'readonly',
+  'secrets.read.service': 'developer',
+  'secrets.write.service': 'developer',
+  'secrets.read.shared': 'admin',
+  'secrets.write.shared': 'admin',
+  'secrets.destroy': 'owner',
 } as const satisfies Record<string, Role>;
 
 export type Permission = keyof typeof PERMISSIONS;
@@ -32,5 +39,6 @@ export function roleAllows(role: Role, permission: Permission): boolean {
 
 /** Permissions that change state; an archived project refuses them. */
 export function isWrite(permission: Permission): boolean {
+  if (permission === 'secrets.list' || permission.startsWith('secrets.read.')) return false;
   return permission !== 'project.read' && permission !== 'member.read' && permission !== 'variables.read';
 }

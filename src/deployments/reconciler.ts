@@ -15,6 +15,8 @@ export interface ReconcilerOptions {
   baseDomain: string;
   healthTimeoutMs: number;
   drainMs: number;
+  /** Lockbox: the secret variables (and the values to redact) of a deployment's workload. */
+  workloadSecrets?: (deployment: DeploymentPlan['deployment']) => Promise<{ env: Record<string, string>; values: string[] }>;
 }
 
 /** The hostname a deployment answers on: `{service}.{environment}.{project}.{domain}`. */
@@ -22,7 +24,12 @@ export function hostnameFor(labels: DeploymentPlan['labels'], baseDomain: string
   return `${labels.service}.${labels.environment}.${labels.project}.${baseDomain}`;
 }
 
-export function workloadSpecOf(plan: DeploymentPlan): WorkloadSpec {
+/**
+ * The workload of a deployment. Its variables are the release's configuration snapshot
+ * overlaid with the deployment's secrets (which already apply project < environment <
+ * service among themselves), so a secret wins over a configuration variable of its name.
+ */
+export function workloadSpecOf(plan: DeploymentPlan, secrets?: { env: Record<string, string>; values: string[] }): WorkloadSpec {
   const override = plan.runtime.startCommand;
   return {
     deploymentId: plan.deployment.id,
@@ -30,9 +37,10 @@ export function workloadSpecOf(plan: DeploymentPlan): WorkloadSpec {
     labels: plan.labels,
     artifactPath: plan.release.artifact_path,
     start: override === undefined ? plan.release.start_command : { command: '/bin/sh', args: ['-c', override] },
-    env: plan.release.config_snapshot,
+    env: { ...plan.release.config_snapshot, ...secrets?.env },
     instances: plan.deployment.replicas,
     healthCheckPath: plan.runtime.healthCheckPath,
+    ...(secrets === undefined ? {} : { redact: secrets.values }),
   };
 }
 
@@ -62,6 +70,10 @@ export function createReconciler(options: ReconcilerOptions) {
     router.setRoute(host, runtime.endpoints(plan.deployment.id));
   }
 
+  async function specOf(plan: DeploymentPlan): Promise<WorkloadSpec> {
+    return workloadSpecOf(plan, await options.workloadSecrets?.(plan.deployment));
+  }
+
   async function stop(deploymentIds: string[]): Promise<void> {
     for (const id of deploymentIds) routed.delete(id);
     await Promise.all(deploymentIds.map((id) => runtime.stop(id, { drainMs: options.drainMs })));
@@ -77,7 +89,7 @@ export function createReconciler(options: ReconcilerOptions) {
       const log = logger.child({ deploymentId, releaseId: plan.release.id });
       const started = performance.now();
       try {
-        await runtime.start(workloadSpecOf(plan), { signal, deadlineMs: options.healthTimeoutMs });
+        await runtime.start(await specOf(plan), { signal, deadlineMs: options.healthTimeoutMs });
       } catch (error) {
         if (!(error instanceof WorkloadStartError)) throw error;
         await repo.markFailed(db, deploymentId, `${error.reason}: ${error.message}`);
@@ -103,7 +115,7 @@ export function createReconciler(options: ReconcilerOptions) {
       for (const plan of plans) {
         if (signal.aborted) return;
         try {
-          await runtime.start(workloadSpecOf(plan), { signal, deadlineMs: options.healthTimeoutMs });
+          await runtime.start(await specOf(plan), { signal, deadlineMs: options.healthTimeoutMs });
           await repo.setFailureNote(db, plan.deployment.id, null);
         } catch (error) {
           const reason = error instanceof WorkloadStartError ? error.reason : 'error';

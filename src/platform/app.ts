@@ -16,6 +16,7 @@ import { registerServiceRoutes } from '../services/service.routes.js';
 import { registerBuildRoutes } from '../builds/build.routes.js';
 import { registerDeploymentRoutes } from '../deployments/deployment.routes.js';
 import { registerReleaseRoutes } from '../releases/release.routes.js';
+import { registerSecretRoutes } from '../secrets/secret.routes.js';
 
 export type AppInstance = FastifyInstance<
   RawServerDefault,
@@ -80,6 +81,7 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
         registerBuildRoutes(typed, deps);
         registerReleaseRoutes(typed, deps);
         registerDeploymentRoutes(typed, deps);
+        registerSecretRoutes(typed, deps);
       });
     },
     { prefix: '/v1' },

@@ -37,6 +37,16 @@ export interface Config {
   builds: { timeoutMs: number; concurrency: number };
   deployments: { healthTimeoutMs: number; drainMs: number };
   process: { role: 'all' | 'api' | 'worker'; shutdownTimeoutMs: number };
+  secrets: {
+    backend: 'builtin' | 'vault';
+    /** Unset in embedded mode: a key is generated into the data folder. */
+    masterKeyFile: string | undefined;
+    /** Older master keys kept for opening values until `secrets rewrap` has run. */
+    previousMasterKeyFiles: string[];
+    vault:
+      | { address: string; mount: string; prefix: string; tokenFile: string; namespace: string | undefined; timeoutMs: number }
+      | undefined;
+  };
 }
 
 type Env = Record<string, string | undefined>;
@@ -179,6 +189,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       role: read.oneOf('SWITCHYARD_ROLE', ['all', 'api', 'worker'] as const, 'all'),
       shutdownTimeoutMs: read.int('SWITCHYARD_SHUTDOWN_TIMEOUT_MS', 25_000, 1_000, 600_000),
     },
+    secrets: readSecretsConfig(read),
   };
 
   if (mode === 'external' && config.auth.signingKeyFile === undefined) {
@@ -188,6 +199,34 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   }
   if (read.problems.length > 0) throw new ConfigError(read.problems);
   return deepFreeze(config);
+}
+
+function readSecretsConfig(read: Reader): Config['secrets'] {
+  const backend = read.oneOf('SWITCHYARD_SECRETS_BACKEND', ['builtin', 'vault'] as const, 'builtin');
+  const previous = read.string('SWITCHYARD_MASTER_KEY_PREVIOUS_PATHS') ?? '';
+  const secrets: Config['secrets'] = {
+    backend,
+    masterKeyFile: read.string('SWITCHYARD_MASTER_KEY_PATH'),
+    previousMasterKeyFiles: previous.split(',').map((path) => path.trim()).filter((path) => path !== ''),
+    vault: undefined,
+  };
+  if (backend !== 'vault') return secrets;
+  const address = read.url('SWITCHYARD_VAULT_ADDR', ['http:', 'https:']);
+  const tokenFile = read.string('SWITCHYARD_VAULT_TOKEN_PATH');
+  if (address === undefined) read.problems.push('SWITCHYARD_VAULT_ADDR: required when SWITCHYARD_SECRETS_BACKEND is vault');
+  if (tokenFile === undefined) read.problems.push('SWITCHYARD_VAULT_TOKEN_PATH: required when SWITCHYARD_SECRETS_BACKEND is vault');
+  if (address === undefined || tokenFile === undefined) return secrets;
+  return {
+    ...secrets,
+    vault: {
+      address,
+      tokenFile,
+      mount: read.string('SWITCHYARD_VAULT_MOUNT') ?? 'secret',
+      prefix: read.string('SWITCHYARD_VAULT_PREFIX') ?? 'switchyard',
+      namespace: read.string('SWITCHYARD_VAULT_NAMESPACE'),
+      timeoutMs: read.int('SWITCHYARD_VAULT_TIMEOUT_MS', 10_000, 100, 120_000),
+    },
+  };
 }
 
 function deepFreeze<T>(value: T): Readonly<T> {

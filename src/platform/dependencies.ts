@@ -17,6 +17,8 @@ import { createReconciler, type Reconciler } from '../deployments/reconciler.js'
 import { createLocalRuntime } from '../runtime/local/local-runtime.js';
 import type { RuntimeDriver } from '../runtime/runtime.js';
 import { createRouter, type Router } from '../router/router.js';
+import { createLockbox, openLockboxStore, type Lockbox } from '../secrets/lockbox.js';
+import type { RotationHooks } from '../secrets/rotation-runner.js';
 
 export interface ReadinessCheck {
   ok: boolean;
@@ -37,6 +39,8 @@ export interface Dependencies {
   router: Router | undefined;
   reconciler: Reconciler | undefined;
   domain: ReturnType<typeof createDomain>;
+  /** Secrets: store, API services, delivery to workloads and (with workloads) rotations. */
+  lockbox: Lockbox;
   readiness(): Promise<Record<string, ReadinessCheck>>;
   close(): Promise<void>;
 }
@@ -46,6 +50,8 @@ export interface DependencyOverrides {
   database?: Database;
   resolver?: Resolver;
   pollingIntervalSeconds?: number;
+  /** Tests inject failures between the steps of a secret rotation. */
+  rotationHooks?: RotationHooks;
 }
 
 function createDomain(deps: {
@@ -109,6 +115,7 @@ export async function createDependencies(
     const queue = createQueue(database, logger, { pollingIntervalSeconds: overrides.pollingIntervalSeconds ?? 0.5 });
     const resolver = overrides.resolver ?? systemResolver;
 
+    const lockboxStore = openLockboxStore(config, logger, database.db);
     const runsWorkloads = config.process.role !== 'api';
     const runtime = runsWorkloads
       ? createLocalRuntime({ stateDir: join(config.dataDir, 'runtime'), logger, drainMs: config.deployments.drainMs })
@@ -127,9 +134,21 @@ export async function createDependencies(
             baseDomain: config.router.baseDomain,
             healthTimeoutMs: config.deployments.healthTimeoutMs,
             drainMs: config.deployments.drainMs,
+            workloadSecrets: lockboxStore.delivery.workloadSecrets,
           })
         : undefined;
     const domain = createDomain({ config, logger, database, metrics, keys, queue, resolver, runtime, reconciler, routerPort: config.router.port });
+    const lockbox = createLockbox(lockboxStore, {
+      db: database.db,
+      logger,
+      queue,
+      projects: domain.projects,
+      services: domain.services,
+      reconciler,
+      runtime,
+      healthTimeoutMs: config.deployments.healthTimeoutMs,
+      ...(overrides.rotationHooks === undefined ? {} : { hooks: overrides.rotationHooks }),
+    });
 
     return {
       config,
@@ -143,6 +162,7 @@ export async function createDependencies(
       router,
       reconciler,
       domain,
+      lockbox,
       async readiness() {
         const checks: Record<string, ReadinessCheck> = {};
         try {

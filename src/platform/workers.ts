@@ -1,6 +1,7 @@
 import type { Dependencies } from './dependencies.js';
 import { BUILD_RUN } from '../builds/build.jobs.js';
 import { DEPLOYMENT_RECONCILE } from '../deployments/deployment.jobs.js';
+import { SECRET_ROTATE } from '../secrets/rotation.jobs.js';
 
 export interface Workers {
   /** Stops taking jobs, cancels running ones at the deadline, and waits for them. */
@@ -42,6 +43,15 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
       timed(DEPLOYMENT_RECONCILE.name, () => reconciler.reconcile(data.deploymentId, shutdown.signal)),
     );
     await reconciler.restoreLive(shutdown.signal);
+    const rotations = deps.lockbox.runner;
+    if (rotations !== undefined) {
+      // After restoreLive: a rotation a crash left part-way is settled against running workloads.
+      await rotations.recover(shutdown.signal);
+      await queue.define(SECRET_ROTATE);
+      await queue.work(SECRET_ROTATE, (data) =>
+        timed(SECRET_ROTATE.name, () => rotations.run(data.rotationId, shutdown.signal)),
+      );
+    }
   }
 
   return {
