@@ -1,30 +1,19 @@
 import { serve } from './serve.js';
 import { migrateCommand } from './migrate.js';
-
-const USAGE = `usage: switchyard <command> [options]
-
-server commands:
-  serve        run the API, workers and router (configured by environment variables)
-  migrate      apply database migrations and exit
-`;
+import { runCli } from './run.js';
 
 async function main(argv: string[]): Promise<void> {
   const [command] = argv;
-  switch (command) {
-    case 'serve':
-      return serve();
-    case 'migrate':
-      return migrateCommand();
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(USAGE);
-      return;
-    default:
-      process.stderr.write(`switchyard: unknown command "${command}"\n${USAGE}`);
-      process.exitCode = 2;
-  }
+  if (command === 'serve') return serve();
+  if (command === 'migrate') return migrateCommand();
+
+  // The client verbs, and `help`; runCli prints the usage of both halves.
+  process.exitCode = await runCli(argv, {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    env: process.env,
+  });
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
