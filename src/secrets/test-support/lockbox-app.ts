@@ -55,7 +55,7 @@ export async function startLockboxApp(
   const deps = await createDependencies(config, logger, {
     database: database.database,
     resolver: fakeResolver,
-    pollingIntervalSeconds: 0.2,
+    pollingIntervalSeconds: 0.5,
     ...(options.rotationHooks === undefined ? {} : { rotationHooks: options.rotationHooks }),
   });
   const app = await buildApp(deps);
