@@ -1,7 +1,8 @@
-import type { Principal } from '../auth/auth.service.js';
+import type { Principal } from '../auth/principal.js';
 import { AppError, type ErrorCode } from '../platform/errors.js';
 import type { Role } from '../platform/db/schema.js';
 import { isWrite, roleAllows, type Permission } from './permissions.js';
+import { assertScope, restrictedProjectOf, scopeFor } from './scopes.js';
 import type { ProjectAccessRow } from './access.repository.js';
 
 export interface ProjectGrant {
@@ -14,7 +15,8 @@ export interface ProjectGrant {
 /**
  * Decides whether a principal may act on a project. Callers who are not members (or whose
  * grant expired) get the same not-found error as for a project that does not exist, so ids
- * of other projects reveal nothing.
+ * of other projects reveal nothing. An API token restricted to another project sees the
+ * same; one without the permission's scope gets 403.
  */
 export function authorize(
   principal: Principal,
@@ -25,6 +27,8 @@ export function authorize(
 ): ProjectGrant {
   const missing = () => new AppError(notFound.code, notFound.message);
   if (access === undefined) throw missing();
+  const restrictedTo = restrictedProjectOf(principal);
+  if (restrictedTo !== undefined && restrictedTo !== access.projectId) throw missing();
 
   let role: Role | null = access.role;
   const isExpired = access.memberExpiresAt !== null && access.memberExpiresAt <= now;
@@ -37,6 +41,7 @@ export function authorize(
       details: { permission, role },
     });
   }
+  assertScope(principal, scopeFor(permission));
   if (access.projectStatus === 'archived' && isWrite(permission) && permission !== 'project.update') {
     throw new AppError('FORBIDDEN', 'The project is archived and read-only', {
       details: { permission },

@@ -1,100 +1,200 @@
 import { Type } from '@sinclair/typebox';
+import type { FastifyRequest } from 'fastify';
 import type { AppInstance, AppDeps } from '../platform/app.js';
-import { clientOf, principalOf } from '../platform/http/authenticate.js';
-import { commonErrors, Timestamp, Uuid } from '../platform/http/schemas.js';
-import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from './password.js';
+import { principalOf } from '../platform/http/authenticate.js';
+import { PageQuery, pageOf, toPageRequest } from '../platform/http/pagination.js';
+import { commonErrors, Uuid } from '../platform/http/schemas.js';
+import { AppError } from '../platform/errors.js';
+import { assertSignedInPerson } from '../access/scopes.js';
+import type { ClientInfo } from './auth.service.js';
+import { toUserResponse } from './account.service.js';
+import {
+  BrowserSessionSchema,
+  passwordSchemas,
+  SessionSchema,
+  TokenPair,
+  User,
+} from './auth.schema.js';
+import {
+  CSRF_HEADER,
+  REFRESH_COOKIE,
+  clearSessionCookies,
+  noStore,
+  setSessionCookies,
+} from './cookies.js';
 
-const TokenPair = Type.Object({
-  accessToken: Type.String(),
-  refreshToken: Type.String(),
-  tokenType: Type.Literal('Bearer'),
-  expiresIn: Type.Integer(),
-});
+export { User } from './auth.schema.js';
 
-export const User = Type.Object({
-  id: Uuid,
-  email: Type.String(),
-  name: Type.String(),
-  isInstanceAdmin: Type.Boolean(),
-  createdAt: Timestamp,
-});
+export function clientInfo(request: FastifyRequest): ClientInfo {
+  return {
+    ip: request.ip,
+    userAgent: request.headers['user-agent']?.slice(0, 512),
+    requestId: String(request.id),
+  };
+}
 
-const Email = Type.String({ format: 'email', minLength: 3, maxLength: 254 });
-const Password = Type.String({ minLength: PASSWORD_MIN_LENGTH, maxLength: PASSWORD_MAX_LENGTH });
-
-/** Sign-up and sign-in: the only /v1 routes that take no access token. */
+/** Sign-up and sign-in: the /v1 routes that take no access token. */
 export function registerPublicAuthRoutes(app: AppInstance, deps: AppDeps): void {
   const { auth } = deps.domain;
+  const { RegisterBody, LoginBody } = passwordSchemas(deps.config.auth.password);
+  const cookieMode = deps.config.auth.cookieSecure;
   const tags = ['auth'];
 
   app.post('/auth/register', {
-    schema: {
-      tags,
-      body: Type.Object(
-        { email: Email, password: Password, name: Type.String({ minLength: 1, maxLength: 200 }) },
-        { additionalProperties: false },
-      ),
-      response: { 201: User, ...commonErrors },
-    },
+    schema: { tags, security: [], body: RegisterBody, response: { 201: User, ...commonErrors } },
     handler: async (request, reply) => {
-      const user = await auth.register(request.body);
+      const user = await auth.register(request.body, clientInfo(request));
       void reply.status(201);
-      return {
-        id: user.id,
-        email: user.email,
-        name: user.name,
-        isInstanceAdmin: user.is_instance_admin,
-        createdAt: user.created_at.toISOString(),
-      };
+      return toUserResponse(user);
     },
   });
 
   app.post('/auth/login', {
-    schema: {
-      tags,
-      body: Type.Object(
-        { email: Email, password: Type.String({ minLength: 1, maxLength: PASSWORD_MAX_LENGTH }) },
-        { additionalProperties: false },
-      ),
-      response: { 200: TokenPair, ...commonErrors },
+    schema: { tags, security: [], body: LoginBody, response: { 200: TokenPair, ...commonErrors } },
+    handler: async (request, reply) => {
+      const session = await auth.login(request.body, clientInfo(request), 'bearer');
+      noStore(reply);
+      return session;
     },
-    handler: async (request) => auth.login(request.body, clientOf(request)),
   });
 
   app.post('/auth/refresh', {
     schema: {
       tags,
-      body: Type.Object({ refreshToken: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false }),
+      security: [],
+      body: Type.Object(
+        { refreshToken: Type.String({ minLength: 1, maxLength: 512 }) },
+        { additionalProperties: false },
+      ),
       response: { 200: TokenPair, ...commonErrors },
     },
-    handler: async (request) => auth.refresh(request.body.refreshToken, clientOf(request)),
+    handler: async (request, reply) => {
+      const session = await auth.refresh(request.body.refreshToken, clientInfo(request), 'bearer');
+      noStore(reply);
+      return session;
+    },
   });
+
+  app.post('/auth/session', {
+    schema: {
+      tags,
+      security: [],
+      description:
+        'Signs a browser in with cookies (HttpOnly, SameSite) and answers the CSRF token to send in X-CSRF-Token.',
+      body: LoginBody,
+      response: { 200: BrowserSessionSchema, ...commonErrors },
+    },
+    handler: async (request, reply) => {
+      const session = await auth.login(request.body, clientInfo(request), 'cookie');
+      return browserSession(request, reply, session);
+    },
+  });
+
+  app.post('/auth/session/refresh', {
+    schema: {
+      tags,
+      security: [],
+      description:
+        "Rotates a browser session's cookies. Needs the refresh cookie and the X-CSRF-Token header.",
+      response: { 200: BrowserSessionSchema, ...commonErrors },
+    },
+    handler: async (request, reply) => {
+      const refreshToken = request.cookies[REFRESH_COOKIE];
+      if (refreshToken === undefined || refreshToken === '') {
+        throw new AppError('AUTHENTICATION_REQUIRED', 'No session cookie was sent');
+      }
+      const session = await auth.refresh(
+        refreshToken,
+        clientInfo(request),
+        'cookie',
+        request.headers[CSRF_HEADER],
+      );
+      return browserSession(request, reply, session);
+    },
+  });
+
+  function browserSession(
+    request: FastifyRequest,
+    reply: Parameters<typeof noStore>[0],
+    session: Awaited<ReturnType<typeof auth.login>>,
+  ) {
+    const csrfToken = session.csrfToken ?? '';
+    setSessionCookies(
+      request,
+      reply,
+      {
+        accessToken: session.accessToken,
+        refreshToken: session.refreshToken,
+        csrfToken,
+        accessTtlSeconds: session.expiresIn,
+        refreshTtlSeconds: session.refreshExpiresIn,
+      },
+      cookieMode,
+    );
+    noStore(reply);
+    return { csrfToken, expiresIn: session.expiresIn, refreshExpiresIn: session.refreshExpiresIn };
+  }
 }
 
 export function registerAuthRoutes(app: AppInstance, deps: AppDeps): void {
-  const { auth } = deps.domain;
+  const { auth, accounts } = deps.domain;
+  const { ChangePasswordBody } = passwordSchemas(deps.config.auth.password);
+  const tags = ['auth'];
 
   app.post('/auth/logout', {
-    schema: { tags: ['auth'], response: { 204: Type.Null(), ...commonErrors } },
+    schema: { tags, response: { 204: Type.Null(), ...commonErrors } },
     handler: async (request, reply) => {
-      await auth.logout(principalOf(request));
+      const principal = principalOf(request);
+      assertSignedInPerson(principal);
+      await auth.logout(principal);
+      if (principal.credential.kind === 'session' && principal.credential.transport === 'cookie') {
+        clearSessionCookies(request, reply, deps.config.auth.cookieSecure);
+      }
       void reply.status(204);
       return null;
     },
   });
 
   app.get('/me', {
-    schema: { tags: ['auth'], response: { 200: User, ...commonErrors } },
-    handler: async (request) => {
-      const principal = principalOf(request);
-      const user = await auth.getUser(principal.userId);
-      return {
-        id: user.id,
-        email: user.email,
-        name: user.name,
-        isInstanceAdmin: user.is_instance_admin,
-        createdAt: user.created_at.toISOString(),
-      };
+    schema: { tags, response: { 200: User, ...commonErrors } },
+    handler: async (request) => accounts.me(principalOf(request)),
+  });
+
+  app.get('/me/sessions', {
+    schema: {
+      tags: ['sessions'],
+      querystring: PageQuery,
+      response: { 200: pageOf(SessionSchema), ...commonErrors },
+    },
+    handler: async (request) =>
+      accounts.listSessions(principalOf(request), toPageRequest(request.query)),
+  });
+
+  app.delete('/me/sessions/:id', {
+    schema: {
+      tags: ['sessions'],
+      description: 'Signs that session out at once, on every replica.',
+      params: Type.Object({ id: Uuid }, { additionalProperties: false }),
+      response: { 204: Type.Null(), ...commonErrors },
+    },
+    handler: async (request, reply) => {
+      await accounts.revokeSession(principalOf(request), request.params.id);
+      void reply.status(204);
+      return null;
+    },
+  });
+
+  app.post('/me/password', {
+    schema: {
+      tags,
+      description: 'Changes the password and signs out every other session.',
+      body: ChangePasswordBody,
+      response: { 204: Type.Null(), ...commonErrors },
+    },
+    handler: async (request, reply) => {
+      await accounts.changePassword(principalOf(request), request.body, clientInfo(request));
+      void reply.status(204);
+      return null;
     },
   });
 }

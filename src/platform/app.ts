@@ -8,9 +8,9 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Dependencies } from './dependencies.js';
 import { installErrorHandling } from './http/error-handler.js';
-import { authenticateHook } from './http/authenticate.js';
 import { ErrorEnvelope } from './http/schemas.js';
-import { registerAuthRoutes, registerPublicAuthRoutes } from '../auth/auth.routes.js';
+import { authenticationHook } from '../auth/auth.hook.js';
+import { registerBrowserSupport, registerIdentityRoutes, registerPublicIdentityRoutes } from '../auth/identity.routes.js';
 import { registerProjectRoutes } from '../projects/project.routes.js';
 import { registerServiceRoutes } from '../services/service.routes.js';
 import { registerBuildRoutes } from '../builds/build.routes.js';
@@ -57,6 +57,7 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
   installRequestHooks(app, deps);
 
   await app.register(helmet, { contentSecurityPolicy: false, global: true });
+  await registerBrowserSupport(app, config);
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -71,11 +72,11 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
   await app.register(
     async (v1) => {
       const api = v1.withTypeProvider<TypeBoxTypeProvider>();
-      await api.register(async (open) => registerPublicAuthRoutes(open.withTypeProvider<TypeBoxTypeProvider>(), deps));
+      await api.register(async (open) => registerPublicIdentityRoutes(open.withTypeProvider<TypeBoxTypeProvider>(), deps));
       await api.register(async (secured) => {
-        secured.addHook('onRequest', authenticateHook(deps.domain.auth));
+        secured.addHook('onRequest', authenticationHook(deps.domain.auth));
         const typed = secured.withTypeProvider<TypeBoxTypeProvider>();
-        registerAuthRoutes(typed, deps);
+        registerIdentityRoutes(typed, deps);
         registerProjectRoutes(typed, deps);
         registerServiceRoutes(typed, deps);
         registerBuildRoutes(typed, deps);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
+import { readIdentityConfig, type IdentityConfig } from '../auth/auth.config.js';
 
 /**
  * Switchyard's configuration, read once from the environment. Secrets may come from a file
@@ -27,7 +28,11 @@ export interface Config {
     accessTokenTtlSeconds: number;
     refreshTokenTtlSeconds: number;
     signingKeyFile: string | undefined;
-  };
+  } & IdentityConfig;
+  /** Origins browsers may call the API from; empty keeps CORS closed. */
+  cors: { allowedOrigins: string[] };
+  /** Prefix of every Redis key and channel, so several installations can share one Redis. */
+  redisKeyPrefix: string;
   git: {
     allowedHosts: string[];
     allowLocal: boolean;
@@ -51,7 +56,7 @@ export interface Config {
 
 type Env = Record<string, string | undefined>;
 
-class Reader {
+export class Reader {
   readonly problems: string[] = [];
   constructor(private readonly env: Env) {}
 
@@ -95,6 +100,14 @@ class Reader {
     if ((allowed as readonly string[]).includes(raw)) return raw as T;
     this.problems.push(`${name}: expected one of ${allowed.join(', ')}, got "${raw}"`);
     return fallback;
+  }
+
+  /** A comma-separated list; empty entries are dropped. */
+  list(name: string): string[] {
+    return (this.string(name) ?? '')
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== '');
   }
 
   url(name: string, protocols: readonly string[]): string | undefined {
@@ -167,7 +180,10 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
         31_536_000,
       ),
       signingKeyFile: read.string('SWITCHYARD_JWT_PRIVATE_KEY_PATH'),
+      ...readIdentityConfig(read),
     },
+    cors: { allowedOrigins: read.list('SWITCHYARD_CORS_ORIGINS') },
+    redisKeyPrefix: read.string('REDIS_KEY_PREFIX') ?? 'switchyard:',
     git: {
       allowedHosts: (read.string('SWITCHYARD_GIT_ALLOWED_HOSTS') ?? 'github.com,gitlab.com,bitbucket.org')
         .split(',')
@@ -192,9 +208,11 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     secrets: readSecretsConfig(read),
   };
 
-  if (mode === 'external' && config.auth.signingKeyFile === undefined) {
+  const hasKeys =
+    config.auth.signingKeyFile !== undefined || config.auth.keyFiles.length > 0 || config.auth.keysDir !== undefined;
+  if (mode === 'external' && !hasKeys) {
     read.problems.push(
-      'SWITCHYARD_JWT_PRIVATE_KEY_PATH: required when DATABASE_URL is set (every replica must share the signing key)',
+      'SWITCHYARD_JWT_PRIVATE_KEY_PATH, SWITCHYARD_JWT_KEY_FILES or SWITCHYARD_JWT_KEYS_DIR: required when DATABASE_URL is set (every replica must share the signing keys)',
     );
   }
   if (read.problems.length > 0) throw new ConfigError(read.problems);

@@ -7,7 +7,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { createQueue, type Queue } from './queue.js';
 import { systemResolver, type Resolver, type UrlPolicy } from './url-guard.js';
 import { loadKeyRing, type KeyRing } from '../auth/keys.js';
-import { createAuthService } from '../auth/auth.service.js';
+import { createIdentityServices, openIdentity, type Identity } from '../auth/identity.js';
 import { createProjectService } from '../projects/project.service.js';
 import { createServiceService } from '../services/service.service.js';
 import { createBuildService } from '../builds/build.service.js';
@@ -65,6 +65,7 @@ function createDomain(deps: {
   runtime: RuntimeDriver | undefined;
   reconciler: Reconciler | undefined;
   routerPort: number;
+  identity: Identity;
 }) {
   const { config, logger, queue } = deps;
   const db = deps.database.db;
@@ -73,8 +74,8 @@ function createDomain(deps: {
     allowLocalGit: config.git.allowLocal,
     allowPrivateNetworks: config.git.allowPrivateNetworks,
   };
-  const auth = createAuthService({ db, keys: deps.keys, settings: config.auth, logger });
   const projects = createProjectService({ db, logger });
+  const identityServices = createIdentityServices({ ...deps, projects });
   const services = createServiceService({ db, logger, projects, gitPolicy, resolver: deps.resolver });
   const builds = createBuildService({
     db,
@@ -97,7 +98,7 @@ function createDomain(deps: {
     runtime: deps.runtime,
     reconciler: deps.reconciler,
   });
-  return { auth, projects, services, builds, releases, deployments };
+  return { ...identityServices, projects, services, builds, releases, deployments };
 }
 
 /** Opens the database (migrating it), loads keys, and wires every service. Listens on nothing. */
@@ -110,8 +111,16 @@ export async function createDependencies(
   const owned: Array<() => Promise<void>> = overrides.database === undefined ? [() => database.close()] : [];
   try {
     if (overrides.database === undefined) await migrate(database, logger);
-    const keys = await loadKeyRing({ keyFile: config.auth.signingKeyFile, dataDir: config.dataDir });
+    const keys = await loadKeyRing({
+      keyFile: config.auth.signingKeyFile,
+      keyFiles: config.auth.keyFiles,
+      keysDir: config.auth.keysDir,
+      signingKeyId: config.auth.signingKeyId,
+      dataDir: config.dataDir,
+    });
     const metrics = createMetrics();
+    const identity = await openIdentity({ config, logger, database, metrics });
+    owned.push(() => identity.close());
     const queue = createQueue(database, logger, { pollingIntervalSeconds: overrides.pollingIntervalSeconds ?? 0.5 });
     const resolver = overrides.resolver ?? systemResolver;
 
@@ -137,7 +146,7 @@ export async function createDependencies(
             workloadSecrets: lockboxStore.delivery.workloadSecrets,
           })
         : undefined;
-    const domain = createDomain({ config, logger, database, metrics, keys, queue, resolver, runtime, reconciler, routerPort: config.router.port });
+    const domain = createDomain({ config, logger, database, metrics, keys, queue, resolver, runtime, reconciler, routerPort: config.router.port, identity });
     const lockbox = createLockbox(lockboxStore, {
       db: database.db,
       logger,

@@ -38,13 +38,17 @@ export async function getProjectById(db: Db, id: string): Promise<ProjectRow | u
   return db.selectFrom('projects').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-/** Projects the user may see (all of them for an instance admin), newest first. */
+/**
+ * Projects the user may see (all of them for an instance admin), newest first; with
+ * `onlyProjectId` (a project-restricted API token) at most that one.
+ */
 export async function listProjectsForUser(
   db: Db,
-  user: { id: string; isInstanceAdmin: boolean },
+  user: { id: string; isInstanceAdmin: boolean; onlyProjectId?: string | undefined },
   page: PageRequest,
 ) {
   let query = db.selectFrom('projects').selectAll('projects').select(cursorPosition('projects'));
+  if (user.onlyProjectId !== undefined) query = query.where('projects.id', '=', user.onlyProjectId);
   if (!user.isInstanceAdmin) {
     query = query.where((eb) =>
       eb.exists(

@@ -1,5 +1,8 @@
 import type { Logger } from 'pino';
 import type { Principal } from '../auth/auth.service.js';
+import { assertScope, assertUnrestricted, restrictedProjectOf } from '../access/scopes.js';
+import { markManual } from '../auth/oidc.repository.js';
+import { recordSecurityEvent } from '../auth/security-events.js';
 import { findProjectAccess } from '../access/access.repository.js';
 import { assertEnvironmentInScope, authorize, type ProjectGrant } from '../access/access.service.js';
 import type { Permission } from '../access/permissions.js';
@@ -41,6 +44,10 @@ export function createProjectService(deps: { db: Db; logger: Logger }) {
     return row;
   }
 
+  function memberChanged(principal: Principal, projectId: string, memberId: string, change: 'added' | 'role_changed' | 'removed', role: Role | null) {
+    recordSecurityEvent(logger, { type: 'member.changed', projectId, memberId, byUserId: principal.userId, change, role, source: 'api' });
+  }
+
   async function getProject(projectId: string) {
     const row = await repo.getProjectById(db, projectId);
     if (row === undefined) throw new AppError('PROJECT_NOT_FOUND', PROJECT_NOT_FOUND.message);
@@ -52,6 +59,8 @@ export function createProjectService(deps: { db: Db; logger: Logger }) {
     getEnvironment,
 
     async create(principal: Principal, input: { name: string; slug?: string }) {
+      assertUnrestricted(principal);
+      assertScope(principal, 'write');
       const slug = input.slug ?? slugify(input.name);
       if (!LABEL.test(slug)) {
         throw new AppError('INVALID_NAME', `Cannot derive a valid slug from "${input.name}"; give one explicitly (lowercase letters, digits, hyphens)`, {
@@ -65,9 +74,10 @@ export function createProjectService(deps: { db: Db; logger: Logger }) {
     },
 
     async list(principal: Principal, page: PageRequest) {
+      assertScope(principal, 'read');
       const rows = await repo.listProjectsForUser(
         db,
-        { id: principal.userId, isInstanceAdmin: principal.isInstanceAdmin },
+        { id: principal.userId, isInstanceAdmin: principal.isInstanceAdmin, onlyProjectId: restrictedProjectOf(principal) },
         page,
       );
       return toPage(rows, page, rowPosition, toProjectResponse);
@@ -166,6 +176,7 @@ export function createProjectService(deps: { db: Db; logger: Logger }) {
       });
       if (!isAdded) throw new AppError('MEMBER_EXISTS', 'That user is already a member');
       logger.info({ projectId: grant.projectId, memberId: user.id, role: input.role }, 'member added');
+      memberChanged(principal, grant.projectId, user.id, 'added', input.role);
       const member = await repo.findMember(db, grant.projectId, user.id);
       if (member === undefined) throw new AppError('MEMBER_NOT_FOUND', 'Member not found');
       return toMemberResponse(member);
@@ -194,6 +205,9 @@ export function createProjectService(deps: { db: Db; logger: Logger }) {
       const outcome = await repo.changeMember(db, grant.projectId, userId, { role: input.role, environmentId, expiresAt });
       if (outcome === 'last_owner') throw new AppError('MEMBER_LAST_OWNER', 'The last owner cannot be demoted');
       if (outcome === 'missing') throw new AppError('MEMBER_NOT_FOUND', 'Member not found');
+      // A person changed this grant: single sign-on no longer manages it.
+      await markManual(db, grant.projectId, userId);
+      memberChanged(principal, grant.projectId, userId, 'role_changed', input.role);
       const member = await repo.findMember(db, grant.projectId, userId);
       if (member === undefined) throw new AppError('MEMBER_NOT_FOUND', 'Member not found');
       return toMemberResponse(member);
@@ -207,6 +221,7 @@ export function createProjectService(deps: { db: Db; logger: Logger }) {
       const outcome = await repo.changeMember(db, grant.projectId, userId, 'remove');
       if (outcome === 'last_owner') throw new AppError('MEMBER_LAST_OWNER', 'The last owner cannot be removed');
       logger.info({ projectId: grant.projectId, memberId: userId }, 'member removed');
+      memberChanged(principal, grant.projectId, userId, 'removed', null);
     },
 
     assertEnvironmentInScope,

@@ -34,6 +34,9 @@ export async function createTestApp(backend: Backend, env: Record<string, string
     SWITCHYARD_ROLE: 'api',
     SWITCHYARD_ALLOW_LOCAL_GIT: 'true',
     LOG_LEVEL: 'silent',
+    // Every request of a test comes from one address; tests of the limits set their own.
+    SWITCHYARD_AUTH_RATE_LIMIT_PER_ADDRESS: '1000000',
+    SWITCHYARD_AUTH_RATE_LIMIT_PER_ACCOUNT: '1000000',
     ...env,
   });
   const logger = pino({ level: env['LOG_LEVEL'] ?? 'silent' });

@@ -1,0 +1,114 @@
+import { Type } from '@sinclair/typebox';
+import { Nullable, Timestamp, Uuid } from '../platform/http/schemas.js';
+import type { PasswordPolicy } from './auth.config.js';
+
+export const TokenPair = Type.Object({
+  accessToken: Type.String(),
+  refreshToken: Type.String(),
+  tokenType: Type.Literal('Bearer'),
+  expiresIn: Type.Integer(),
+});
+
+export const BrowserSessionSchema = Type.Object({
+  csrfToken: Type.String({
+    description: 'Send it back in X-CSRF-Token on every request that changes state',
+  }),
+  expiresIn: Type.Integer(),
+  refreshExpiresIn: Type.Integer(),
+});
+
+export const User = Type.Object({
+  id: Uuid,
+  email: Type.String(),
+  name: Type.String(),
+  isInstanceAdmin: Type.Boolean(),
+  createdAt: Timestamp,
+});
+
+export const AdminUser = Type.Object({
+  id: Uuid,
+  email: Type.String(),
+  name: Type.String(),
+  isInstanceAdmin: Type.Boolean(),
+  disabled: Type.Boolean(),
+  createdAt: Timestamp,
+});
+
+export const SessionSchema = Type.Object({
+  id: Uuid,
+  method: Type.Union([Type.Literal('password'), Type.Literal('oidc')]),
+  transport: Type.Union([Type.Literal('bearer'), Type.Literal('cookie')]),
+  userAgent: Nullable(Type.String()),
+  clientIp: Nullable(Type.String()),
+  createdAt: Timestamp,
+  lastUsedAt: Timestamp,
+  expiresAt: Timestamp,
+  isCurrent: Type.Boolean(),
+});
+
+export const ScopeSchema = Type.Union([
+  Type.Literal('read'),
+  Type.Literal('deploy'),
+  Type.Literal('write'),
+  Type.Literal('secrets'),
+  Type.Literal('admin'),
+]);
+
+export const ApiTokenSchema = Type.Object({
+  id: Uuid,
+  name: Type.String(),
+  prefix: Type.String({ description: 'The first characters of the token, to recognise it' }),
+  scopes: Type.Array(ScopeSchema),
+  projectId: Nullable(Uuid),
+  expiresAt: Timestamp,
+  lastUsedAt: Nullable(Timestamp),
+  createdAt: Timestamp,
+});
+
+export const CreatedApiToken = Type.Object({
+  ...ApiTokenSchema.properties,
+  token: Type.String({ description: 'The secret; shown in this answer only' }),
+});
+
+export const CreateApiTokenBody = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 100 }),
+    scopes: Type.Array(ScopeSchema, { minItems: 1, maxItems: 5, uniqueItems: true }),
+    project: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 63,
+        description: 'Restrict the token to this project (id or slug)',
+      }),
+    ),
+    expiresAt: Type.String({ format: 'date-time', description: 'Required: every token expires' }),
+  },
+  { additionalProperties: false },
+);
+
+export const Email = Type.String({ format: 'email', minLength: 3, maxLength: 254 });
+
+/** Schemas that depend on the configured password policy. */
+export function passwordSchemas(policy: PasswordPolicy) {
+  const NewPassword = Type.String({ minLength: policy.minLength, maxLength: policy.maxLength });
+  // Sign-in accepts any length up to the maximum, so a shortened policy still lets people in.
+  const AnyPassword = Type.String({ minLength: 1, maxLength: policy.maxLength });
+  return {
+    RegisterBody: Type.Object(
+      { email: Email, password: NewPassword, name: Type.String({ minLength: 1, maxLength: 200 }) },
+      { additionalProperties: false },
+    ),
+    LoginBody: Type.Object(
+      { email: Email, password: AnyPassword },
+      { additionalProperties: false },
+    ),
+    ChangePasswordBody: Type.Object(
+      { currentPassword: AnyPassword, newPassword: NewPassword },
+      { additionalProperties: false },
+    ),
+    UpdateUserBody: Type.Object(
+      { disabled: Type.Optional(Type.Boolean()), password: Type.Optional(NewPassword) },
+      { additionalProperties: false, minProperties: 1 },
+    ),
+  };
+}
