@@ -29,10 +29,19 @@ export interface LockboxApp {
 
 export async function startLockboxApp(
   backend: Backend,
-  options: { env?: Record<string, string>; workers?: boolean; rotationHooks?: RotationHooks; dataDir?: string; database?: TestDatabase } = {},
-): Promise<LockboxApp & { database: TestDatabase }> {
+  options: {
+    env?: Record<string, string>;
+    workers?: boolean;
+    rotationHooks?: RotationHooks;
+    dataDir?: string;
+    /** A database to use and leave alone, or `embedded`: PGlite in the data folder, kept. */
+    database?: TestDatabase | 'embedded';
+  } = {},
+): Promise<LockboxApp> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'switchyard-lockbox-'));
-  const database = options.database ?? (await createTestDatabase(backend));
+  const isEmbedded = options.database === 'embedded';
+  const given = options.database === 'embedded' ? undefined : options.database;
+  const database = isEmbedded ? undefined : (given ?? (await createTestDatabase(backend)));
   const config = loadConfig({
     SWITCHYARD_DATA_DIR: dataDir,
     SWITCHYARD_ROLE: options.workers === true ? 'all' : 'api',
@@ -53,7 +62,7 @@ export async function startLockboxApp(
   // The production logger's settings (redaction paths included), writing into `logs`.
   const logger = pino({ level: 'debug', redact: { paths: REDACTED_PATHS, censor: '[REDACTED]' } }, sink);
   const deps = await createDependencies(config, logger, {
-    database: database.database,
+    ...(database === undefined ? {} : { database: database.database }),
     resolver: fakeResolver,
     pollingIntervalSeconds: 0.5,
     ...(options.rotationHooks === undefined ? {} : { rotationHooks: options.rotationHooks }),
@@ -67,12 +76,11 @@ export async function startLockboxApp(
     dataDir,
     logs,
     workers,
-    database,
     async close() {
       await app.close();
       await workers?.stop(5_000);
       await deps.close();
-      if (options.database === undefined) await database.drop();
+      if (given === undefined) await database?.drop();
       if (options.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
     },
   };
