@@ -105,15 +105,24 @@ export async function listBuilds(db: Db, serviceId: string, page: PageRequest) {
 }
 
 /**
- * Moves a queued (or interrupted running) build to running and counts the attempt.
- * Returns undefined when the build already finished: the job has nothing left to do.
+ * Claims a build for `workerId`: a queued one, or a running one whose worker stopped
+ * beating for `staleMs` (it died mid-build). Counts the attempt. Returns undefined when the
+ * build finished or a live worker holds it: the job has nothing to do.
  */
-export async function startBuild(db: Db, id: string): Promise<BuildRow | undefined> {
+export async function claimBuild(db: Db, id: string, workerId: string, staleMs: number): Promise<BuildRow | undefined> {
   return db
     .updateTable('builds')
-    .set((eb) => ({ status: 'running', started_at: sql`now()`, attempt: eb('attempt', '+', 1) }))
+    .set((eb) => ({ status: 'running', started_at: sql`now()`, attempt: eb('attempt', '+', 1), worker_id: workerId }))
     .where('id', '=', id)
-    .where('status', 'in', ['queued', 'running'])
+    .where((eb) =>
+      eb.or([
+        eb('status', '=', 'queued'),
+        eb.and([
+          eb('status', '=', 'running'),
+          sql<boolean>`NOT EXISTS (SELECT 1 FROM worker_heartbeats w WHERE w.id = builds.worker_id AND w.heartbeat_at > now() - ${staleMs} * interval '1 millisecond')`,
+        ]),
+      ]),
+    )
     .returningAll()
     .executeTakeFirst();
 }

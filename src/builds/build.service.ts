@@ -29,6 +29,8 @@ export function createBuildService(deps: {
   services: ServiceService;
   dataDir: string;
   timeoutMs: number;
+  /** This process as a worker: claims carry its id; claims of workers silent for staleMs lapse. */
+  worker: { id: string; staleMs: number };
 }) {
   const { db, logger, queue } = deps;
 
@@ -145,7 +147,7 @@ export function createBuildService(deps: {
      * finished build is left alone, and a retry after a crash builds again from scratch.
      */
     async run(payload: BuildRunPayload, signal: AbortSignal): Promise<void> {
-      const started = await repo.startBuild(db, payload.buildId);
+      const started = await repo.claimBuild(db, payload.buildId, deps.worker.id, deps.worker.staleMs);
       if (started === undefined) return;
       const service = await getServiceById(db, started.service_id);
       if (service === undefined) return;

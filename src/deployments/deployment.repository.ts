@@ -142,13 +142,24 @@ export async function listLivePlans(db: Db): Promise<DeploymentPlan[]> {
   return rows.map(toPlan);
 }
 
-/** Claims a pending deployment for reconciling; undefined when it already finished. */
-export async function markInProgress(db: Db, id: string): Promise<DeploymentRow | undefined> {
+/**
+ * Claims a deployment for reconciling by `workerId`: a pending one, or one in progress whose
+ * worker stopped beating for `staleMs`. Undefined when it finished or a live worker holds it.
+ */
+export async function claimDeployment(db: Db, id: string, workerId: string, staleMs: number): Promise<DeploymentRow | undefined> {
   return db
     .updateTable('deployments')
-    .set({ status: 'in_progress', started_at: sql`coalesce(started_at, now())` })
+    .set({ status: 'in_progress', started_at: sql`coalesce(started_at, now())`, worker_id: workerId })
     .where('id', '=', id)
-    .where('status', 'in', ['pending', 'in_progress'])
+    .where((eb) =>
+      eb.or([
+        eb('status', '=', 'pending'),
+        eb.and([
+          eb('status', '=', 'in_progress'),
+          sql<boolean>`NOT EXISTS (SELECT 1 FROM worker_heartbeats w WHERE w.id = deployments.worker_id AND w.heartbeat_at > now() - ${staleMs} * interval '1 millisecond')`,
+        ]),
+      ]),
+    )
     .returningAll()
     .executeTakeFirst();
 }

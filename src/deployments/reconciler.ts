@@ -15,6 +15,7 @@ export interface ReconcilerOptions {
   baseDomain: string;
   healthTimeoutMs: number;
   drainMs: number;
+  worker: { id: string; staleMs: number };
   /** Lockbox: the secret variables (and the values to redact) of a deployment's workload. */
   workloadSecrets?: (deployment: DeploymentPlan['deployment']) => Promise<{ env: Record<string, string>; values: string[] }>;
 }
@@ -82,7 +83,7 @@ export function createReconciler(options: ReconcilerOptions) {
   return {
     /** The deployment.reconcile job. Failures leave the previous release live. */
     async reconcile(deploymentId: string, signal: AbortSignal): Promise<void> {
-      const claimed = await repo.markInProgress(db, deploymentId);
+      const claimed = await repo.claimDeployment(db, deploymentId, options.worker.id, options.worker.staleMs);
       if (claimed === undefined) return;
       const plan = await repo.findDeploymentPlan(db, deploymentId);
       if (plan === undefined) return;

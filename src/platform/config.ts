@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { readIdentityConfig, type IdentityConfig } from '../auth/auth.config.js';
+import { readAuditConfig, type AuditConfig } from '../audit/audit.config.js';
 
 /**
  * Switchyard's configuration, read once from the environment. Secrets may come from a file
@@ -41,7 +42,15 @@ export interface Config {
   };
   builds: { timeoutMs: number; concurrency: number };
   deployments: { healthTimeoutMs: number; drainMs: number };
-  process: { role: 'all' | 'api' | 'worker'; shutdownTimeoutMs: number };
+  process: {
+    role: 'all' | 'api' | 'worker';
+    shutdownTimeoutMs: number;
+    heartbeatIntervalMs: number;
+    /** A worker silent this long is dead: its claims lapse and the leader lease can move. */
+    workerStaleMs: number;
+  };
+  /** The audit trail: spool, batched writer, checkpoints, compliance sinks. */
+  audit: AuditConfig;
   secrets: {
     backend: 'builtin' | 'vault';
     /** Unset in embedded mode: a key is generated into the data folder. */
@@ -204,8 +213,11 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     process: {
       role: read.oneOf('SWITCHYARD_ROLE', ['all', 'api', 'worker'] as const, 'all'),
       shutdownTimeoutMs: read.int('SWITCHYARD_SHUTDOWN_TIMEOUT_MS', 25_000, 1_000, 600_000),
+      heartbeatIntervalMs: read.int('SWITCHYARD_HEARTBEAT_INTERVAL_MS', 2_000, 100, 60_000),
+      workerStaleMs: read.int('SWITCHYARD_WORKER_STALE_MS', 10_000, 500, 600_000),
     },
     secrets: readSecretsConfig(read),
+    audit: readAuditConfig(read, dataDir),
   };
 
   const hasKeys =

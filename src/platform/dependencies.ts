@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
@@ -20,6 +22,11 @@ import { createRouter, type Router } from '../router/router.js';
 import { createLockbox, openLockboxStore, type Lockbox } from '../secrets/lockbox.js';
 import type { RotationHooks } from '../secrets/rotation-runner.js';
 
+export interface WorkerIdentity {
+  id: string;
+  staleMs: number;
+}
+
 export interface ReadinessCheck {
   ok: boolean;
   detail?: string;
@@ -33,6 +40,8 @@ export interface Dependencies {
   metrics: Metrics;
   keys: KeyRing;
   queue: Queue;
+  /** This process as a worker, for claims on builds and deployments. */
+  worker: WorkerIdentity;
   resolver: Resolver;
   /** The workload side: present when this process runs workers (role all or worker). */
   runtime: RuntimeDriver | undefined;
@@ -65,6 +74,7 @@ function createDomain(deps: {
   runtime: RuntimeDriver | undefined;
   reconciler: Reconciler | undefined;
   routerPort: number;
+  worker: WorkerIdentity;
   identity: Identity;
 }) {
   const { config, logger, queue } = deps;
@@ -85,6 +95,7 @@ function createDomain(deps: {
     services,
     dataDir: config.dataDir,
     timeoutMs: config.builds.timeoutMs,
+    worker: deps.worker,
   });
   const releases = createReleaseService({ db, services });
   const deployments = createDeploymentService({
@@ -119,6 +130,10 @@ export async function createDependencies(
       dataDir: config.dataDir,
     });
     const metrics = createMetrics();
+    const worker: WorkerIdentity = {
+      id: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+      staleMs: config.process.workerStaleMs,
+    };
     const identity = await openIdentity({ config, logger, database, metrics });
     owned.push(() => identity.close());
     const queue = createQueue(database, logger, { pollingIntervalSeconds: overrides.pollingIntervalSeconds ?? 0.5 });
@@ -143,10 +158,11 @@ export async function createDependencies(
             baseDomain: config.router.baseDomain,
             healthTimeoutMs: config.deployments.healthTimeoutMs,
             drainMs: config.deployments.drainMs,
+            worker,
             workloadSecrets: lockboxStore.delivery.workloadSecrets,
           })
         : undefined;
-    const domain = createDomain({ config, logger, database, metrics, keys, queue, resolver, runtime, reconciler, routerPort: config.router.port, identity });
+    const domain = createDomain({ config, logger, database, metrics, keys, queue, resolver, runtime, reconciler, routerPort: config.router.port, identity, worker });
     const lockbox = createLockbox(lockboxStore, {
       db: database.db,
       logger,
@@ -166,6 +182,7 @@ export async function createDependencies(
       metrics,
       keys,
       queue,
+      worker,
       resolver,
       runtime,
       router,

@@ -23,6 +23,8 @@ export interface Queue {
   define<T>(job: JobDefinition<T>): Promise<void>;
   send<T>(job: JobDefinition<T>, data: T, options?: { trx?: Trx; singletonKey?: string }): Promise<string | null>;
   work<T>(job: JobDefinition<T>, handler: (data: T, meta: { jobId: string; retryCount: number }) => Promise<void>): Promise<void>;
+  /** Stops this process's handlers of one job (running ones finish). */
+  offWork(job: { name: string }): Promise<void>;
   /** Stops fetching and waits for running handlers, up to the deadline. */
   stop(timeoutMs: number): Promise<void>;
   depth(): Promise<Record<string, number>>;
@@ -101,6 +103,10 @@ export function createQueue(database: Database, logger: Logger, options: { polli
           await handler(data, { jobId: item.id, retryCount: item.retryCount });
         }
       });
+    },
+
+    async offWork(job) {
+      await boss.offWork(job.name);
     },
 
     async stop(timeoutMs) {

@@ -1,7 +1,25 @@
+import { hostname } from 'node:os';
 import type { Dependencies } from './dependencies.js';
+import { every, startElection, startHeartbeat, type Loop } from './leadership.js';
+import { listOrphanedWork, pruneWorkers } from './leases.repository.js';
 import { BUILD_RUN } from '../builds/build.jobs.js';
 import { DEPLOYMENT_RECONCILE } from '../deployments/deployment.jobs.js';
 import { SECRET_ROTATE } from '../secrets/rotation.jobs.js';
+
+/** The lease whose holder runs the reconciler, the router and the local workloads. */
+export const RECONCILER_LEASE = 'deployment-reconciler';
+
+/** Re-queues builds and deployments whose worker died mid-way; their claims have lapsed. */
+async function requeueOrphans(deps: Dependencies): Promise<void> {
+  const { database, queue, worker, logger } = deps;
+  const orphans = await listOrphanedWork(database.db, worker.staleMs);
+  for (const buildId of orphans.buildIds) await queue.send(BUILD_RUN, { buildId });
+  for (const deploymentId of orphans.deploymentIds) await queue.send(DEPLOYMENT_RECONCILE, { deploymentId });
+  if (orphans.buildIds.length + orphans.deploymentIds.length > 0) {
+    logger.warn({ builds: orphans.buildIds, deployments: orphans.deploymentIds }, 'work of a dead worker re-queued');
+  }
+  await pruneWorkers(database.db, worker.staleMs * 6);
+}
 
 export interface Workers {
   /** Stops taking jobs, cancels running ones at the deadline, and waits for them. */
@@ -35,30 +53,71 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
     await queue.work(BUILD_RUN, (data) => timed(BUILD_RUN.name, () => domain.builds.run(data, shutdown.signal)));
   }
 
-  const { reconciler, runtime, router } = deps;
-  if (reconciler !== undefined && runtime !== undefined && router !== undefined) {
-    await runtime.init();
-    await router.listen();
-    await queue.work(DEPLOYMENT_RECONCILE, (data) =>
-      timed(DEPLOYMENT_RECONCILE.name, () => reconciler.reconcile(data.deploymentId, shutdown.signal)),
-    );
-    await reconciler.restoreLive(shutdown.signal);
-    const rotations = deps.lockbox.runner;
-    if (rotations !== undefined) {
-      // After restoreLive: a rotation a crash left part-way is settled against running workloads.
-      await rotations.recover(shutdown.signal);
-      await queue.define(SECRET_ROTATE);
-      await queue.work(SECRET_ROTATE, (data) =>
-        timed(SECRET_ROTATE.name, () => rotations.run(data.rotationId, shutdown.signal)),
-      );
-    }
-  }
+  const { database, logger, config, worker } = deps;
+  const heartbeat = startHeartbeat(
+    database.db,
+    { id: worker.id, hostname: hostname(), pid: process.pid, role: config.process.role },
+    config.process.heartbeatIntervalMs,
+    logger,
+  );
+  /**
+   * What only the leader does: run workloads behind the router (the local runtime is one
+   * machine's), reconcile deployments, and take over work that dead workers claimed.
+   */
+  const leaderDuties = (() => {
+    let sweeper: Loop | undefined;
+    return {
+      async start() {
+        const { reconciler, runtime, router } = deps;
+        if (reconciler === undefined || runtime === undefined || router === undefined) return;
+        await runtime.init();
+        await router.listen();
+        await queue.work(DEPLOYMENT_RECONCILE, (data) =>
+          timed(DEPLOYMENT_RECONCILE.name, () => reconciler.reconcile(data.deploymentId, shutdown.signal)),
+        );
+        await reconciler.restoreLive(shutdown.signal);
+        const rotations = deps.lockbox.runner;
+        if (rotations !== undefined) {
+          // After restoreLive: a rotation a crash left part-way is settled against running workloads.
+          await rotations.recover(shutdown.signal);
+          await queue.define(SECRET_ROTATE);
+          await queue.work(SECRET_ROTATE, (data) =>
+            timed(SECRET_ROTATE.name, () => rotations.run(data.rotationId, shutdown.signal)),
+          );
+        }
+        sweeper = every(config.process.heartbeatIntervalMs, logger, 'orphan sweep', () => requeueOrphans(deps));
+      },
+      async stop() {
+        await sweeper?.stop();
+        await queue.offWork(DEPLOYMENT_RECONCILE).catch(() => undefined);
+        await queue.offWork(SECRET_ROTATE).catch(() => undefined);
+        await deps.router?.close();
+        await deps.runtime?.close();
+      },
+    };
+  })();
+
+  const election = startElection({
+    db: database.db,
+    name: RECONCILER_LEASE,
+    holder: worker.id,
+    ttlMs: worker.staleMs,
+    logger,
+    onElected: () => leaderDuties.start(),
+    onDeposed: () => leaderDuties.stop(),
+  });
+
+  // Serve only once this process knows whether it leads, and a leader has its apps back.
+  await election.settled;
 
   return {
     async stop(timeoutMs) {
       const cancel = setTimeout(() => shutdown.abort(), Math.max(0, timeoutMs - 1_000));
       try {
+        // Jobs first (they may use the workloads), then the leader's workloads and router.
         await queue.stop(timeoutMs);
+        await election.stop();
+        await heartbeat.stop();
       } finally {
         clearTimeout(cancel);
         shutdown.abort();

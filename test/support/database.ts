@@ -22,7 +22,7 @@ export function testBackends(): Backend[] {
 }
 
 export function adminDatabaseUrl(): string {
-  return process.env['SWITCHYARD_TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+  return process.env['SWITCHYARD_TEST_DATABASE_URL'] || 'postgres://postgres@127.0.0.1:5432/postgres';
 }
 
 export interface TestDatabase {

@@ -122,6 +122,7 @@ export interface BuildsTable {
   created_at: Auto<Date>;
   started_at: Timestamp | null;
   finished_at: Timestamp | null;
+  worker_id: string | null;
 }
 
 export interface BuildLogsTable {
@@ -159,6 +160,7 @@ export interface DeploymentsTable {
   started_at: Timestamp | null;
   live_at: Timestamp | null;
   finished_at: Timestamp | null;
+  worker_id: string | null;
 }
 
 export interface IdempotencyKeysTable {
@@ -168,6 +170,22 @@ export interface IdempotencyKeysTable {
   status_code: number | null;
   response_body: Json<unknown> | null;
   created_at: Auto<Date>;
+}
+
+export interface LeasesTable {
+  name: string;
+  holder: string;
+  acquired_at: Auto<Date>;
+  expires_at: Timestamp;
+}
+
+export interface WorkerHeartbeatsTable {
+  id: string;
+  hostname: string;
+  pid: number;
+  role: 'all' | 'api' | 'worker';
+  started_at: Auto<Date>;
+  heartbeat_at: Auto<Date>;
 }
 
 export interface SchemaMigrationsTable {
@@ -191,6 +209,8 @@ export interface Schema {
   deployments: DeploymentsTable;
   idempotency_keys: IdempotencyKeysTable;
   schema_migrations: SchemaMigrationsTable;
+  leases: LeasesTable;
+  worker_heartbeats: WorkerHeartbeatsTable;
 }
 
 export type UserRow = Selectable<UsersTable>;
