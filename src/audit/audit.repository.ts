@@ -1,0 +1,237 @@
+import { sql, type Insertable } from 'kysely';
+import type { Db } from '../platform/db/transaction.js';
+import type { AuditRecord } from './audit-event.js';
+import {
+  auditDb,
+  type AuditDb,
+  type AuditEventRow,
+  type AuditEventsTable,
+  type CheckpointRow,
+  type Outcome,
+} from './audit.tables.js';
+
+/** The filters GET /v1/audit-events accepts: each one a column, never text for SQL. */
+export interface EventFilters {
+  actorId?: string;
+  action?: string;
+  resourceType?: string;
+  resourceId?: string;
+  projectId?: string;
+  environmentId?: string;
+  outcome?: Outcome;
+  from?: Date;
+  to?: Date;
+}
+
+/** Whose events a reader may see: all of them, or those of the grants listed. */
+export type Visibility =
+  | { kind: 'all' }
+  | { kind: 'grants'; grants: ReadonlyArray<{ projectId: string; environmentId: string | null }> };
+
+function toRow(record: AuditRecord): Insertable<AuditEventsTable> {
+  return {
+    id: record.id,
+    occurred_at: record.occurredAt,
+    actor_type: record.actorType,
+    actor_id: record.actorId,
+    actor_token_id: record.actorTokenId,
+    actor_role: record.actorRole,
+    action: record.action,
+    resource_type: record.resourceType,
+    resource_id: record.resourceId,
+    resource_name: record.resourceName,
+    project_id: record.projectId,
+    environment_id: record.environmentId,
+    client_ip: record.clientIp,
+    user_agent: record.userAgent,
+    request_id: record.requestId,
+    outcome: record.outcome,
+    diff: record.diff === null ? null : JSON.stringify(record.diff),
+    details: record.details === null ? null : JSON.stringify(record.details),
+    content_hash: record.contentHash,
+  };
+}
+
+/**
+ * Inserts events in one statement, in order; the chain trigger numbers and links them and
+ * skips any whose id is already stored. Returns how many were stored.
+ */
+export async function insertEvents(db: Db, records: readonly AuditRecord[]): Promise<number> {
+  if (records.length === 0) return 0;
+  const stored = await auditDb(db)
+    .insertInto('audit_events')
+    .values(records.map(toRow))
+    .returning('id')
+    .execute();
+  return stored.length;
+}
+
+export async function getChainHead(db: Db): Promise<{ seq: number; hash: string }> {
+  const row = await auditDb(db)
+    .selectFrom('audit_chain_head')
+    .select(['seq', 'hash'])
+    .where('id', '=', 1)
+    .executeTakeFirstOrThrow();
+  return { seq: Number(row.seq), hash: row.hash };
+}
+
+function visible(adb: AuditDb, visibility: Visibility) {
+  let query = adb.selectFrom('audit_events').selectAll();
+  if (visibility.kind === 'grants') {
+    const { grants } = visibility;
+    query = query.where((eb) =>
+      grants.length === 0
+        ? eb.val(false)
+        : eb.or(
+            grants.map((grant) =>
+              grant.environmentId === null
+                ? eb('project_id', '=', grant.projectId)
+                : eb.and([
+                    eb('project_id', '=', grant.projectId),
+                    eb('environment_id', '=', grant.environmentId),
+                  ]),
+            ),
+          ),
+    );
+  }
+  return query;
+}
+
+/** A page of events, newest first, strictly before `beforeSeq` when given. */
+export async function listEvents(
+  db: Db,
+  visibility: Visibility,
+  filters: EventFilters,
+  page: { limit: number; beforeSeq: number | undefined },
+): Promise<AuditEventRow[]> {
+  let query = visible(auditDb(db), visibility);
+  if (filters.actorId !== undefined) query = query.where('actor_id', '=', filters.actorId);
+  if (filters.action !== undefined) query = query.where('action', '=', filters.action);
+  if (filters.resourceType !== undefined)
+    query = query.where('resource_type', '=', filters.resourceType);
+  if (filters.resourceId !== undefined) query = query.where('resource_id', '=', filters.resourceId);
+  if (filters.projectId !== undefined) query = query.where('project_id', '=', filters.projectId);
+  if (filters.environmentId !== undefined)
+    query = query.where('environment_id', '=', filters.environmentId);
+  if (filters.outcome !== undefined) query = query.where('outcome', '=', filters.outcome);
+  if (filters.from !== undefined) query = query.where('occurred_at', '>=', filters.from);
+  if (filters.to !== undefined) query = query.where('occurred_at', '<', filters.to);
+  if (page.beforeSeq !== undefined) query = query.where('seq', '<', page.beforeSeq);
+  return query
+    .orderBy('seq', 'desc')
+    .limit(page.limit + 1)
+    .execute();
+}
+
+/** Events in chain order from `afterSeq` (exclusive), at most `limit`; all columns. */
+export async function eventsAfter(
+  db: Db,
+  afterSeq: number,
+  limit: number,
+  toSeq?: number,
+): Promise<AuditEventRow[]> {
+  let query = auditDb(db).selectFrom('audit_events').selectAll().where('seq', '>', afterSeq);
+  if (toSeq !== undefined) query = query.where('seq', '<=', toSeq);
+  return query.orderBy('seq', 'asc').limit(limit).execute();
+}
+
+/**
+ * The chain positions bounding events that occurred in [from, to): the first at or after
+ * `from`, the last before `to`. Undefined when no event falls in the range.
+ */
+export async function seqRange(
+  db: Db,
+  from: Date,
+  to: Date,
+): Promise<{ first: number; last: number } | undefined> {
+  const row = await auditDb(db)
+    .selectFrom('audit_events')
+    .select((eb) => [eb.fn.min('seq').as('first'), eb.fn.max('seq').as('last')])
+    .where('occurred_at', '>=', from)
+    .where('occurred_at', '<', to)
+    .executeTakeFirst();
+  if (row?.first === null || row?.first === undefined || row.last === null) return undefined;
+  return { first: Number(row.first), last: Number(row.last) };
+}
+
+export async function insertCheckpoint(
+  db: Db,
+  checkpoint: { seq: number; hash: string; keyId: string; signature: string },
+): Promise<CheckpointRow> {
+  return auditDb(db)
+    .insertInto('audit_checkpoints')
+    .values({
+      seq: checkpoint.seq,
+      hash: checkpoint.hash,
+      key_id: checkpoint.keyId,
+      signature: checkpoint.signature,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export async function findLatestCheckpoint(db: Db): Promise<CheckpointRow | undefined> {
+  return auditDb(db)
+    .selectFrom('audit_checkpoints')
+    .selectAll()
+    .orderBy('seq', 'desc')
+    .orderBy('created_at', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+}
+
+/** The first checkpoint at or after `seq`, if one was signed. */
+export async function findCheckpointFrom(db: Db, seq: number): Promise<CheckpointRow | undefined> {
+  return auditDb(db)
+    .selectFrom('audit_checkpoints')
+    .selectAll()
+    .where('seq', '>=', seq)
+    .orderBy('seq', 'asc')
+    .limit(1)
+    .executeTakeFirst();
+}
+
+/** Checkpoints in order of the position they sign, a page at a time. */
+export async function checkpointsAfter(
+  db: Db,
+  afterSeq: number,
+  limit: number,
+): Promise<CheckpointRow[]> {
+  return auditDb(db)
+    .selectFrom('audit_checkpoints')
+    .selectAll()
+    .where('seq', '>', afterSeq)
+    .orderBy('seq', 'asc')
+    .limit(limit)
+    .execute();
+}
+
+/** The stored hash of the event at `seq`. */
+export async function findHashAt(db: Db, seq: number): Promise<string | undefined> {
+  const row = await auditDb(db)
+    .selectFrom('audit_events')
+    .select('hash')
+    .where('seq', '=', seq)
+    .executeTakeFirst();
+  return row?.hash;
+}
+
+/** Counts events carrying a request id (the fault tests compare them with requests answered). */
+export async function countByRequestIds(
+  db: Db,
+  requestIds: readonly string[],
+): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (let start = 0; start < requestIds.length; start += 500) {
+    const chunk = requestIds.slice(start, start + 500);
+    const rows = await auditDb(db)
+      .selectFrom('audit_events')
+      .select(['request_id', sql<number>`count(*)::int`.as('count')])
+      .where('request_id', 'in', chunk)
+      .groupBy('request_id')
+      .execute();
+    for (const row of rows)
+      if (row.request_id !== null) counts.set(row.request_id, Number(row.count));
+  }
+  return counts;
+}
