@@ -15,6 +15,7 @@ import * as repo from './build.repository.js';
 import { BUILD_RUN, type BuildRunPayload } from './build.jobs.js';
 import { toBuildResponse } from './build.schema.js';
 import { BuildFailedError, runLocalBuild } from './local-builder.js';
+import type { GitCredentials } from './git.js';
 
 const BUILD_NOT_FOUND = { code: 'BUILD_NOT_FOUND', message: 'Build not found' } as const;
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
@@ -29,10 +30,18 @@ export function createBuildService(deps: {
   services: ServiceService;
   dataDir: string;
   timeoutMs: number;
+  /** Lockbox: values to redact from build output (the service's known secret values). */
+  secretValues?: (serviceId: string) => Promise<string[]>;
+  /** Platform git credentials for a repository URL (its own host's only). */
+  gitCredentials?: (gitUrl: string) => GitCredentials | undefined;
   /** This process as a worker: claims carry its id; claims of workers silent for staleMs lapse. */
   worker: { id: string; staleMs: number };
 }) {
   const { db, logger, queue } = deps;
+  const gitCredentialsFor = (gitUrl: string) => {
+    const credentials = deps.gitCredentials?.(gitUrl);
+    return credentials === undefined ? {} : { gitCredentials: credentials };
+  };
 
   async function access(principal: Principal, buildId: string) {
     const found = await repo.findBuildAccess(db, buildId, principal.userId);
@@ -168,7 +177,8 @@ export function createBuildService(deps: {
           workRoot: join(deps.dataDir, 'builds'),
           artifactRoot: join(deps.dataDir, 'artifacts'),
           buildEnv: variables,
-          secretValues: [],
+          secretValues: (await deps.secretValues?.(service.id)) ?? [],
+          ...gitCredentialsFor(service.git_url),
           timeoutMs: deps.timeoutMs,
           signal,
           onLog: (line) => writer.write(line),

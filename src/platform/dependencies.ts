@@ -19,7 +19,8 @@ import { createReconciler, type Reconciler } from '../deployments/reconciler.js'
 import { createLocalRuntime } from '../runtime/local/local-runtime.js';
 import type { RuntimeDriver } from '../runtime/runtime.js';
 import { createRouter, type Router } from '../router/router.js';
-import { createLockbox, openLockboxStore, type Lockbox } from '../secrets/lockbox.js';
+import { createLockbox, openLockboxStore, type Lockbox, type LockboxStore } from '../secrets/lockbox.js';
+import { gitCredentialSource } from '../secrets/file-credential.js';
 import type { RotationHooks } from '../secrets/rotation-runner.js';
 
 export interface WorkerIdentity {
@@ -76,6 +77,7 @@ function createDomain(deps: {
   routerPort: number;
   worker: WorkerIdentity;
   identity: Identity;
+  lockboxStore: LockboxStore;
 }) {
   const { config, logger, queue } = deps;
   const db = deps.database.db;
@@ -96,6 +98,8 @@ function createDomain(deps: {
     dataDir: config.dataDir,
     timeoutMs: config.builds.timeoutMs,
     worker: deps.worker,
+    secretValues: deps.lockboxStore.delivery.knownValues,
+    gitCredentials: gitCredentialSource(config.git.credentialsFile, logger),
   });
   const releases = createReleaseService({ db, services });
   const deployments = createDeploymentService({
@@ -162,7 +166,7 @@ export async function createDependencies(
             workloadSecrets: lockboxStore.delivery.workloadSecrets,
           })
         : undefined;
-    const domain = createDomain({ config, logger, database, metrics, keys, queue, resolver, runtime, reconciler, routerPort: config.router.port, identity, worker });
+    const domain = createDomain({ config, logger, database, metrics, keys, queue, resolver, runtime, reconciler, routerPort: config.router.port, identity, worker, lockboxStore });
     const lockbox = createLockbox(lockboxStore, {
       db: database.db,
       logger,

@@ -73,3 +73,23 @@ function parseCredentialLine(line: string): (GitCredential & { host: string }) |
     return undefined;
   }
 }
+
+/**
+ * The git credentials of SWITCHYARD_GIT_CREDENTIALS_PATH for builds: none when unset, and
+ * none (with a warning naming the file) when the file cannot be read at build time.
+ */
+export function gitCredentialSource(
+  path: string | undefined,
+  logger: { warn(fields: object, message: string): void },
+): (repositoryUrl: string) => GitCredential | undefined {
+  if (path === undefined) return () => undefined;
+  const file = new FileCredential(path);
+  return (repositoryUrl) => {
+    try {
+      return gitCredentialFor(file, repositoryUrl);
+    } catch (error) {
+      logger.warn({ err: error, path }, 'git credentials file unreadable; cloning without credentials');
+      return undefined;
+    }
+  };
+}

@@ -74,7 +74,23 @@ export function createSecretDelivery(deps: { db: Db; logger: Logger; store: Secr
     return { env, values };
   }
 
-  return { currentPins, pinsOf, workloadSecrets };
+  /**
+   * The current values of every secret the service could receive in any environment, for
+   * redacting build output (a build belongs to no environment, and a repository may hold a
+   * copy of a secret by mistake).
+   */
+  async function knownValues(serviceId: string): Promise<string[]> {
+    const rows = await repo.listProjectSecretsFor(db, serviceId);
+    const versions = await repo.findVersions(db, rows.map((row) => ({ secretId: row.id, version: row.current_version })));
+    const values: string[] = [];
+    for (const row of versions) {
+      if (row.state === 'destroyed') continue;
+      values.push((await deps.store.get(row.secret_id, row)).toString('utf8'));
+    }
+    return values;
+  }
+
+  return { currentPins, pinsOf, workloadSecrets, knownValues };
 }
 
 export type SecretDelivery = ReturnType<typeof createSecretDelivery>;

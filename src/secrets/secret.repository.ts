@@ -188,6 +188,16 @@ export async function listApplicableSecrets(
     .execute();
 }
 
+/** The project's, its environments' and the service's own secrets — not other services'. */
+export async function listProjectSecretsFor(db: LockboxDb | LockboxTrx, serviceId: string): Promise<SecretRow[]> {
+  return db
+    .selectFrom('secrets')
+    .selectAll()
+    .where('project_id', '=', (eb) => eb.selectFrom('services').select('project_id').where('id', '=', serviceId))
+    .where((eb) => eb.or([eb('service_id', 'is', null), eb('service_id', '=', serviceId)]))
+    .execute();
+}
+
 export async function listSecretsByIds(db: LockboxDb | LockboxTrx, ids: string[]): Promise<SecretRow[]> {
   if (ids.length === 0) return [];
   return db.selectFrom('secrets').selectAll().where('id', 'in', ids).execute();
