@@ -234,15 +234,31 @@ export async function ensureDeploymentPins(
   return (await findDeploymentPins(db, deploymentId)) ?? versions;
 }
 
-/** Version rows still sealed by a master key other than `currentKeyId`. */
-export async function listVersionsToRewrap(db: LockboxDb, currentKeyId: string, limit: number): Promise<SecretVersionRow[]> {
+/** Version rows sealed by a master key other than `currentKeyId` (and not one of `skip`). */
+export async function listVersionsToRewrap(db: LockboxDb, currentKeyId: string, skip: string[], limit: number): Promise<SecretVersionRow[]> {
+  let query = db.selectFrom('secret_versions').selectAll().where('key_id', 'is not', null).where('key_id', '<>', currentKeyId);
+  if (skip.length > 0) query = query.where('key_id', 'not in', skip);
+  return query.limit(limit).execute();
+}
+
+/** Rotations whose staged value is sealed by a master key other than `currentKeyId`. */
+export async function listStagedToRewrap(db: LockboxDb, currentKeyId: string) {
   return db
-    .selectFrom('secret_versions')
-    .selectAll()
-    .where('key_id', 'is not', null)
-    .where('key_id', '<>', currentKeyId)
-    .limit(limit)
+    .selectFrom('secret_rotations')
+    .select(['id', 'staged_key_id', 'staged_wrapped_key', 'staged_ciphertext'])
+    .where('staged_key_id', 'is not', null)
+    .where('staged_key_id', '<>', currentKeyId)
     .execute();
+}
+
+export async function replaceStagedKey(db: LockboxDb, rotationId: string, keyId: string, next: { keyId: string; wrappedKey: Buffer }): Promise<boolean> {
+  const result = await db
+    .updateTable('secret_rotations')
+    .set({ staged_key_id: next.keyId, staged_wrapped_key: next.wrappedKey })
+    .where('id', '=', rotationId)
+    .where('staged_key_id', '=', keyId)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
 }
 
 /** Replaces a version's wrapped data key; false when someone else re-wrapped it first. */
