@@ -7,7 +7,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Dependencies } from './dependencies.js';
-import { installErrorHandling } from './http/error-handler.js';
+import { handleFrameworkError, installErrorHandling } from './http/error-handler.js';
 import { ErrorEnvelope } from './http/schemas.js';
 import { authenticationHook } from '../auth/auth.hook.js';
 import { registerBrowserSupport, registerIdentityRoutes, registerPublicIdentityRoutes } from '../auth/identity.routes.js';
@@ -49,6 +49,7 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    frameworkErrors: handleFrameworkError,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorateRequest('principal', undefined);

@@ -12,7 +12,13 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'VALIDATION_FAILED',
   FST_ERR_VALIDATION: 'VALIDATION_FAILED',
+  FST_ERR_BAD_URL: 'VALIDATION_FAILED',
+  FST_ERR_MAX_PARAM_LENGTH: 'VALIDATION_FAILED',
 };
+
+// Values PostgreSQL refuses to store and only a client can have sent: a NUL character in text
+// (22021) or in JSON (22P05), a date outside its range (22008). The input is bad, not the server.
+const UNSTORABLE = new Set(['22021', '22P05', '22008']);
 
 // Connection-level failures of PostgreSQL or the network: the dependency is down, not us.
 const UNAVAILABLE = new Set([
@@ -29,6 +35,15 @@ const UNAVAILABLE = new Set([
   '08003',
   '08006',
 ]);
+
+function isUnstorableValue(error: unknown): boolean {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && UNSTORABLE.has(code)) return true;
+    current = current.cause;
+  }
+  return false;
+}
 
 function isDependencyFailure(error: unknown): boolean {
   for (let current = error, depth = 0; current instanceof Error && depth < 5; depth++) {
@@ -61,6 +76,9 @@ export function toAppError(error: unknown): AppError | undefined {
   if (mapped !== undefined) return new AppError(mapped, fastifyError.message ?? mapped);
   if (error instanceof SyntaxError && fastifyError.statusCode === 400) {
     return new AppError('INVALID_JSON', 'The body is not valid JSON');
+  }
+  if (isUnstorableValue(error)) {
+    return new AppError('VALIDATION_FAILED', 'The request contains a value that cannot be stored: a NUL character or a date out of range');
   }
   if (isDependencyFailure(error)) {
     return new AppError('DEPENDENCY_UNAVAILABLE', 'A dependency is unavailable; retry shortly', {
@@ -99,4 +117,16 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     sendError(reply, request, new AppError('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}`));
   });
+}
+
+/**
+ * Fastify's `frameworkErrors` hook: failures found before routing (a path that is not valid
+ * percent-encoding, a path segment over maxParamLength), which skip the error handler and the
+ * onRequest hooks.
+ */
+export function handleFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  void reply.header('x-request-id', request.id);
+  const appError = toAppError(error) ?? new AppError('INTERNAL', 'An internal error occurred');
+  request.log.info({ code: appError.code, status: appError.status }, 'request failed');
+  sendError(reply, request, appError);
 }
