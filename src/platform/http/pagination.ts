@@ -52,8 +52,15 @@ export function decodeCursor(raw: string): Cursor {
 
 /** Turns `?limit=&cursor=` into a page request with the default and bounds applied. */
 export function toPageRequest(query: PageQuery): PageRequest {
+  const limit = query.limit ?? 20;
+  // The validator coerces `limit=1e400` to Infinity and then skips its minimum and maximum.
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 100) {
+    throw new AppError('VALIDATION_FAILED', 'limit must be an integer from 1 to 100', {
+      details: [{ in: 'querystring', path: '/limit', message: 'must be an integer from 1 to 100' }],
+    });
+  }
   return {
-    limit: query.limit ?? 20,
+    limit,
     after: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
   };
 }
