@@ -16,6 +16,12 @@ import type {
 } from '../deployments/deployment.schema.js';
 import type { Accepted } from '../platform/http/schemas.js';
 import type { Page } from '../platform/http/pagination.js';
+import type {
+  RotationSchema,
+  SecretSchema,
+  SecretValue,
+  SecretVersions,
+} from '../secrets/secret.schema.js';
 
 export type UserResponse = Static<typeof User>;
 export type ProjectResponse = Static<typeof Project>;
@@ -29,6 +35,15 @@ export type DeploymentResponse = Static<typeof DeploymentSchema>;
 export type DeploymentLogsResponse = Static<typeof DeploymentLogs>;
 export type ServiceStatusResponse = Static<typeof ServiceStatus>;
 export type AcceptedResponse = Static<typeof Accepted>;
+export type SecretResponse = Static<typeof SecretSchema>;
+export type SecretValueResponse = Static<typeof SecretValue>;
+export type SecretVersionsResponse = Static<typeof SecretVersions>;
+export type RotationResponse = Static<typeof RotationSchema>;
+
+/** Where a secret lives: a project, one of its environments, or a service (by id). */
+export type SecretScopeRef =
+  | { project: string; environment?: string }
+  | { serviceId: string };
 export type { Page };
 
 export interface TokenPair {
@@ -194,6 +209,35 @@ export class ApiClient {
     if (tail !== undefined) query.set('tail', String(tail));
     return this.events(`/v1/deployments/${segment(id)}/logs?${query.toString()}`, signal);
   };
+
+  listSecrets = (scope: SecretScopeRef, page: PageQuery = {}) =>
+    this.call<Page<SecretResponse>>('GET', secretsPath(scope), { query: { ...page } });
+  /** Writes a new version; the value travels as base64 so any bytes survive. */
+  putSecret = (scope: SecretScopeRef, name: string, value: Buffer) =>
+    this.call<SecretResponse>('PUT', `${secretsPath(scope)}/${segment(name)}`, {
+      json: { valueBase64: value.toString('base64') },
+    });
+  readSecret = (scope: SecretScopeRef, name: string, version?: number) =>
+    this.call<SecretValueResponse>('GET', `${secretsPath(scope)}/${segment(name)}/value`, {
+      query: { version },
+    });
+  secretVersions = (scope: SecretScopeRef, name: string) =>
+    this.call<SecretVersionsResponse>('GET', `${secretsPath(scope)}/${segment(name)}/versions`);
+  restoreSecret = (scope: SecretScopeRef, name: string, version: number) =>
+    this.call<SecretResponse>('POST', `${secretsPath(scope)}/${segment(name)}/restore`, {
+      json: { version },
+    });
+  rotateSecret = (
+    scope: SecretScopeRef,
+    name: string,
+    input: { valueBase64?: string; generateBytes?: number },
+  ) =>
+    this.call<AcceptedResponse>('POST', `${secretsPath(scope)}/${segment(name)}/rotate`, {
+      json: input,
+      idempotencyKey: randomUUID(),
+    });
+  getRotation = (id: string) =>
+    this.call<RotationResponse>('GET', `/v1/secret-rotations/${segment(id)}`);
 
   /** One JSON request; throws ApiError for any non-2xx answer. */
   async call<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
@@ -361,6 +405,14 @@ function withQuery(url: string, query: RequestOptions['query']): string {
   }
   const search = params.toString();
   return search === '' ? url : `${url}?${search}`;
+}
+
+function secretsPath(scope: SecretScopeRef): string {
+  if ('serviceId' in scope) return `/v1/services/${segment(scope.serviceId)}/secrets`;
+  const project = `/v1/projects/${segment(scope.project)}`;
+  return scope.environment === undefined
+    ? `${project}/secrets`
+    : `${project}/environments/${segment(scope.environment)}/secrets`;
 }
 
 function segment(value: string): string {

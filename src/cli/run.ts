@@ -27,6 +27,7 @@ import { projects } from './commands/projects.js';
 import { register } from './commands/register.js';
 import { releases } from './commands/releases.js';
 import { rollback } from './commands/rollback.js';
+import { secrets } from './commands/secrets.js';
 import { services } from './commands/services.js';
 import { status } from './commands/status.js';
 import { whoami } from './commands/whoami.js';
@@ -52,6 +53,7 @@ const COMMANDS: Array<Command | CommandGroup> = [
   rollback,
   status,
   logs,
+  secrets,
 ];
 
 const GLOBAL_HELP = `global options:
