@@ -25,12 +25,14 @@ for (const backend of testBackends()) {
 
     it('grants a lease to one holder until it expires', async () => {
       const db = t.database.db;
-      assert.equal(await acquireLease(db, 'unit', 'a', 300), true);
-      assert.equal(await acquireLease(db, 'unit', 'b', 300), false);
-      assert.equal(await acquireLease(db, 'unit', 'a', 300), true, 'the holder renews');
-      await new Promise((resolve) => setTimeout(resolve, 350));
-      assert.equal(await acquireLease(db, 'unit', 'b', 300), true, 'an expired lease moves');
-      assert.equal(await findLeaseHolder(db, 'unit'), 'b');
+      assert.equal(await acquireLease(db, 'unit', 'a', 60_000), true);
+      assert.equal(await acquireLease(db, 'unit', 'b', 60_000), false);
+      assert.equal(await acquireLease(db, 'unit', 'a', 60_000), true, 'the holder renews');
+
+      assert.equal(await acquireLease(db, 'short', 'a', 200), true);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      assert.equal(await acquireLease(db, 'short', 'b', 60_000), true, 'an expired lease moves');
+      assert.equal(await findLeaseHolder(db, 'short'), 'b');
     });
 
     it('elects one of two contenders and hands over when the leader stops', async () => {
@@ -40,7 +42,7 @@ for (const backend of testBackends()) {
           db: t.database.db,
           name: 'handover',
           holder,
-          ttlMs: 600,
+          ttlMs: 3_000,
           logger,
           onElected: async () => void events.push(`${holder} elected`),
           onDeposed: async () => void events.push(`${holder} deposed`),
@@ -48,11 +50,11 @@ for (const backend of testBackends()) {
       const first = contender('first');
       await until(() => first.isLeader(), 5_000);
       const second = contender('second');
-      await new Promise((resolve) => setTimeout(resolve, 700));
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
       assert.equal(second.isLeader(), false, 'only one leader at a time');
 
       await first.stop();
-      await until(() => second.isLeader(), 5_000);
+      await until(() => second.isLeader(), 10_000);
       await second.stop();
       assert.deepEqual(events, ['first elected', 'first deposed', 'second elected', 'second deposed']);
     });
