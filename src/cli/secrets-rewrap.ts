@@ -16,9 +16,13 @@ export async function rewrapCommand(): Promise<void> {
   try {
     const { keys } = openLockboxStore(config, logger, database.db);
     const result = await rewrapSecrets(database.db, keys, logger);
-    process.stdout.write(`re-wrapped ${result.rewrapped} value(s) under master key ${keys.current.id}\n`);
+    process.stdout.write(
+      `re-wrapped ${result.rewrapped} value(s) under master key ${keys.current.id}\n`,
+    );
     if (result.missingKeyIds.length > 0) {
-      process.stderr.write(`switchyard: values remain under master keys that are not loaded: ${result.missingKeyIds.join(', ')} (add them to SWITCHYARD_MASTER_KEY_PREVIOUS_PATHS)\n`);
+      process.stderr.write(
+        `switchyard: values remain under master keys that are not loaded: ${result.missingKeyIds.join(', ')} (add them to SWITCHYARD_MASTER_KEY_PREVIOUS_PATHS)\n`,
+      );
       process.exitCode = 1;
     }
   } finally {

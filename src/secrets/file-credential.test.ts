@@ -30,15 +30,27 @@ describe('credentials from files', () => {
 
   it('gives a repository the credential of its own host only', () => {
     const path = join(dir, 'git-credentials');
-    writeFileSync(path, '# platform git tokens\nhttps://bot:ghp%2Fone@github.com\nhttps://ci:glpat-two@gitlab.com\n');
+    writeFileSync(
+      path,
+      '# platform git tokens\nhttps://bot:ghp%2Fone@github.com\nhttps://ci:glpat-two@gitlab.com\n',
+    );
     const file = new FileCredential(path);
-    assert.deepEqual(gitCredentialFor(file, 'https://github.com/acme/web.git'), { username: 'bot', password: 'ghp/one' });
-    assert.deepEqual(gitCredentialFor(file, 'https://gitlab.com/acme/api'), { username: 'ci', password: 'glpat-two' });
+    assert.deepEqual(gitCredentialFor(file, 'https://github.com/acme/web.git'), {
+      username: 'bot',
+      password: 'ghp/one',
+    });
+    assert.deepEqual(gitCredentialFor(file, 'https://gitlab.com/acme/api'), {
+      username: 'ci',
+      password: 'glpat-two',
+    });
     assert.equal(gitCredentialFor(file, 'https://bitbucket.org/acme/x'), undefined);
     assert.equal(gitCredentialFor(file, '/srv/git/local-repo'), undefined);
 
     writeFileSync(path, 'https://bot:rotated-token@github.com\n');
-    assert.equal(gitCredentialFor(file, 'https://github.com/acme/web.git')?.password, 'rotated-token');
+    assert.equal(
+      gitCredentialFor(file, 'https://github.com/acme/web.git')?.password,
+      'rotated-token',
+    );
   });
 
   it('names the file, never its content, when it cannot be read', () => {

@@ -43,7 +43,10 @@ export interface GitCredential {
  * line, the format `git credential-store` writes). A repository gets the credential of its
  * own host only — never another host's — and none when the file names its host nowhere.
  */
-export function gitCredentialFor(file: FileCredential, repositoryUrl: string): GitCredential | undefined {
+export function gitCredentialFor(
+  file: FileCredential,
+  repositoryUrl: string,
+): GitCredential | undefined {
   let host: string;
   try {
     const url = new URL(repositoryUrl);
@@ -54,7 +57,8 @@ export function gitCredentialFor(file: FileCredential, repositoryUrl: string): G
   }
   for (const line of file.read().split(/\r?\n/)) {
     const entry = parseCredentialLine(line.trim());
-    if (entry !== undefined && entry.host === host) return { username: entry.username, password: entry.password };
+    if (entry !== undefined && entry.host === host)
+      return { username: entry.username, password: entry.password };
   }
   return undefined;
 }
@@ -88,7 +92,10 @@ export function gitCredentialSource(
     try {
       return gitCredentialFor(file, repositoryUrl);
     } catch (error) {
-      logger.warn({ err: error, path }, 'git credentials file unreadable; cloning without credentials');
+      logger.warn(
+        { err: error, path },
+        'git credentials file unreadable; cloning without credentials',
+      );
       return undefined;
     }
   };

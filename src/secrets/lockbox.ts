@@ -7,9 +7,18 @@ import type { ProjectService } from '../projects/project.service.js';
 import type { RuntimeDriver } from '../runtime/runtime.js';
 import type { ServiceService } from '../services/service.service.js';
 import { FileCredential } from './file-credential.js';
-import { createRotationRunner, type RotationHooks, type RotationRunner } from './rotation-runner.js';
+import {
+  createRotationRunner,
+  type RotationHooks,
+  type RotationRunner,
+} from './rotation-runner.js';
 import { createRotationService, type RotationService } from './rotation.service.js';
-import { ensureEmbeddedMasterKey, isShared, loadMasterKeyRing, type MasterKeyRing } from './secret-crypto.js';
+import {
+  ensureEmbeddedMasterKey,
+  isShared,
+  loadMasterKeyRing,
+  type MasterKeyRing,
+} from './secret-crypto.js';
 import { createSecretDelivery, type SecretDelivery } from './secret-delivery.js';
 import { createSecretService, type SecretService } from './secret.service.js';
 import { createBuiltinStore, createVaultStore, type SecretValueStore } from './value-store.js';
@@ -37,10 +46,13 @@ export interface Lockbox extends LockboxStore {
 export function openLockboxStore(config: Readonly<Config>, logger: Logger, db: Db): LockboxStore {
   const { secrets } = config;
   if (secrets.masterKeyFile === undefined && config.mode === 'external') {
-    throw new ConfigError(['SWITCHYARD_MASTER_KEY_PATH: required when DATABASE_URL is set (secrets are encrypted under it; every replica must share it)']);
+    throw new ConfigError([
+      'SWITCHYARD_MASTER_KEY_PATH: required when DATABASE_URL is set (secrets are encrypted under it; every replica must share it)',
+    ]);
   }
   const keyFile = secrets.masterKeyFile ?? ensureEmbeddedMasterKey(config.dataDir);
-  if (isShared(keyFile)) logger.warn({ path: keyFile }, 'master key file is readable by others; chmod 600 it');
+  if (isShared(keyFile))
+    logger.warn({ path: keyFile }, 'master key file is readable by others; chmod 600 it');
   const keys = loadMasterKeyRing(keyFile, secrets.previousMasterKeyFiles);
 
   let store: SecretValueStore = createBuiltinStore(keys);
@@ -55,7 +67,10 @@ export function openLockboxStore(config: Readonly<Config>, logger: Logger, db: D
     });
     store = createVaultStore(client, secrets.vault.prefix);
   }
-  logger.info({ backend: store.backend, masterKeyId: keys.current.id, previousKeys: keys.byId.size - 1 }, 'lockbox ready');
+  logger.info(
+    { backend: store.backend, masterKeyId: keys.current.id, previousKeys: keys.byId.size - 1 },
+    'lockbox ready',
+  );
   return { keys, store, delivery: createSecretDelivery({ db, logger, store }) };
 }
 
@@ -74,8 +89,21 @@ export function createLockbox(
   },
 ): Lockbox {
   const { db, logger } = deps;
-  const secrets = createSecretService({ db, logger, store: base.store, projects: deps.projects, services: deps.services });
-  const rotations = createRotationService({ db, logger, queue: deps.queue, keys: base.keys, secrets, services: deps.services });
+  const secrets = createSecretService({
+    db,
+    logger,
+    store: base.store,
+    projects: deps.projects,
+    services: deps.services,
+  });
+  const rotations = createRotationService({
+    db,
+    logger,
+    queue: deps.queue,
+    keys: base.keys,
+    secrets,
+    services: deps.services,
+  });
   const runner =
     deps.reconciler !== undefined && deps.runtime !== undefined
       ? createRotationRunner({

@@ -28,9 +28,14 @@ async function crashChild(env: Record<string, string>): Promise<ChildReport> {
   const report: Partial<ChildReport> = {};
   const lines = createInterface({ input: child.stdout });
   lines.on('line', (line) => Object.assign(report, JSON.parse(line) as Partial<ChildReport>));
-  const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, sig) => resolve(sig)));
+  const signal = await new Promise<NodeJS.Signals | null>((resolve) =>
+    child.on('exit', (_code, sig) => resolve(sig)),
+  );
   assert.equal(signal, 'SIGKILL', `the child should die by SIGKILL; stderr: ${stderr}`);
-  assert.ok(report.rotationId !== undefined && report.serviceId !== undefined, 'the child reported its rotation');
+  assert.ok(
+    report.rotationId !== undefined && report.serviceId !== undefined,
+    'the child reported its rotation',
+  );
   return report as ChildReport;
 }
 
@@ -54,17 +59,33 @@ describe('secret rotation survives a SIGKILL of its process', () => {
           ...(database?.url === undefined ? {} : { CHILD_DATABASE_URL: database.url }),
         });
 
-        const t = await startLockboxApp(backend, { workers: true, dataDir, database: database ?? 'embedded' });
+        const t = await startLockboxApp(backend, {
+          workers: true,
+          dataDir,
+          database: database ?? 'embedded',
+        });
         try {
           const view = await settled(t.app, report.headers, report.rotationId, 45_000);
           assert.equal(view.state, 'rolled_back');
           assert.match(view.failureReason ?? '', /interrupted while (written|rolling|verifying)/);
-          const secret = (await t.app.inject({ url: report.secretUrl, headers: report.headers })).json();
+          const secret = (
+            await t.app.inject({ url: report.secretUrl, headers: report.headers })
+          ).json();
           assert.equal(secret.currentVersion, 1);
-          const versions = (await t.app.inject({ url: `${report.secretUrl}/versions`, headers: report.headers })).json();
-          assert.deepEqual(versions.data.map((v: { state: string }) => v.state), ['rolled_back', 'active']);
+          const versions = (
+            await t.app.inject({ url: `${report.secretUrl}/versions`, headers: report.headers })
+          ).json();
+          assert.deepEqual(
+            versions.data.map((v: { state: string }) => v.state),
+            ['rolled_back', 'active'],
+          );
 
-          const status = (await t.app.inject({ url: `/v1/services/${report.serviceId}/status?environment=production`, headers: report.headers })).json();
+          const status = (
+            await t.app.inject({
+              url: `/v1/services/${report.serviceId}/status?environment=production`,
+              headers: report.headers,
+            })
+          ).json();
           assert.equal(status.isHealthy, true);
           assert.deepEqual(await liveEnv(t.app, t.deps, report), { SESSION_KEY: 'before-crash' });
         } finally {

@@ -32,27 +32,53 @@ for (const backend of testBackends()) {
         const service = await deployService(t.app, t.deps, {
           envKeys: ['API_KEY'],
           secrets: async ({ slug, headers }) => {
-            await t.app.inject({ method: 'PUT', url: `/v1/projects/${slug}/environments/production/secrets/API_KEY`, headers, payload: { value: 'key-v1' } });
+            await t.app.inject({
+              method: 'PUT',
+              url: `/v1/projects/${slug}/environments/production/secrets/API_KEY`,
+              headers,
+              payload: { value: 'key-v1' },
+            });
           },
         });
         const url = `/v1/projects/${service.slug}/environments/production/secrets/API_KEY`;
-        const secretId = (await t.app.inject({ url, headers: service.headers })).json<{ id: string }>().id;
+        const secretId = (await t.app.inject({ url, headers: service.headers })).json<{
+          id: string;
+        }>().id;
         inject = { rotationSecret: secretId, step };
 
-        const view = await settled(t.app, service.headers, await rotate(t.app, service.headers, url, { value: 'key-v2' }));
+        const view = await settled(
+          t.app,
+          service.headers,
+          await rotate(t.app, service.headers, url, { value: 'key-v2' }),
+        );
 
         assert.equal(view.state, 'rolled_back');
         assert.equal(view.failureReason, `injected failure before ${step}`);
         const secret = (await t.app.inject({ url, headers: service.headers })).json();
         assert.equal(secret.currentVersion, 1, 'the previous version is current again');
-        const current = (await t.app.inject({ url: `${url}/value`, headers: service.headers })).json();
+        const current = (
+          await t.app.inject({ url: `${url}/value`, headers: service.headers })
+        ).json();
         assert.equal(current.value, 'key-v1');
         if (step !== 'write') {
-          const versions = (await t.app.inject({ url: `${url}/versions`, headers: service.headers })).json();
-          assert.deepEqual(versions.data.map((v: { version: number; state: string }) => [v.version, v.state]), [[2, 'rolled_back'], [1, 'active']]);
+          const versions = (
+            await t.app.inject({ url: `${url}/versions`, headers: service.headers })
+          ).json();
+          assert.deepEqual(
+            versions.data.map((v: { version: number; state: string }) => [v.version, v.state]),
+            [
+              [2, 'rolled_back'],
+              [1, 'active'],
+            ],
+          );
         }
 
-        const status = (await t.app.inject({ url: `/v1/services/${service.serviceId}/status?environment=production`, headers: service.headers })).json();
+        const status = (
+          await t.app.inject({
+            url: `/v1/services/${service.serviceId}/status?environment=production`,
+            headers: service.headers,
+          })
+        ).json();
         assert.equal(status.isHealthy, true);
         assert.deepEqual(await liveEnv(t.app, t.deps, service), { API_KEY: 'key-v1' });
         // Steps after the switch restore the values on new instances; earlier ones never left the old.

@@ -66,7 +66,10 @@ export function createRotationRunner(deps: {
     }
   }
 
-  async function advance(rotation: RotationRow, changes: Parameters<typeof rotations.advanceRotation>[3]): Promise<RotationRow> {
+  async function advance(
+    rotation: RotationRow,
+    changes: Parameters<typeof rotations.advanceRotation>[3],
+  ): Promise<RotationRow> {
     const next = await rotations.advanceRotation(db, rotation.id, me, changes);
     if (next === undefined) throw new LostClaimError('rotation taken over by another runner');
     return next;
@@ -80,8 +83,18 @@ export function createRotationRunner(deps: {
     const secret = await repo.getSecretById(db, rotation.secret_id);
     if (secret === undefined) throw new RotationStepError('the secret was deleted');
     const value =
-      rotation.staged_key_id !== null && rotation.staged_wrapped_key !== null && rotation.staged_ciphertext !== null
-        ? openValue(deps.keys, { keyId: rotation.staged_key_id, wrappedKey: rotation.staged_wrapped_key, ciphertext: rotation.staged_ciphertext }, stagedContext(rotation.id))
+      rotation.staged_key_id !== null &&
+      rotation.staged_wrapped_key !== null &&
+      rotation.staged_ciphertext !== null
+        ? openValue(
+            deps.keys,
+            {
+              keyId: rotation.staged_key_id,
+              wrappedKey: rotation.staged_wrapped_key,
+              ciphertext: rotation.staged_ciphertext,
+            },
+            stagedContext(rotation.id),
+          )
         : Buffer.from(randomBytes(rotation.generate_bytes ?? 32).toString('base64url'), 'utf8');
     const written = await deps.secrets.writeVersion({
       scope: scopeOf(secret),
@@ -89,12 +102,27 @@ export function createRotationRunner(deps: {
       value,
       createdBy: rotation.requested_by,
       state: 'pending',
-      within: (trx, version) => rotations.advanceRotation(trx, rotation.id, me, { state: 'written', newVersion: version, clearStaged: true }).then((row) => {
-        if (row === undefined) throw new LostClaimError('rotation taken over by another runner');
-      }),
+      within: (trx, version) =>
+        rotations
+          .advanceRotation(trx, rotation.id, me, {
+            state: 'written',
+            newVersion: version,
+            clearStaged: true,
+          })
+          .then((row) => {
+            if (row === undefined)
+              throw new LostClaimError('rotation taken over by another runner');
+          }),
     });
     value.fill(0);
-    return { ...rotation, state: 'written', new_version: written.version, staged_key_id: null, staged_wrapped_key: null, staged_ciphertext: null };
+    return {
+      ...rotation,
+      state: 'written',
+      new_version: written.version,
+      staged_key_id: null,
+      staged_wrapped_key: null,
+      staged_ciphertext: null,
+    };
   }
 
   /** Starts, for each deployment that uses the secret, a new one with the new version. */
@@ -115,11 +143,22 @@ export function createRotationRunner(deps: {
       ),
     );
     for (const target of await rotations.listTargets(db, rotation.id)) {
-      const pins = { ...(await pinsOf(target.previous_deployment_id)), [rotation.secret_id]: current.new_version ?? 0 };
-      const deploymentId = await startDeployment(rotation, target, 'new_deployment_id', pins, signal);
+      const pins = {
+        ...(await pinsOf(target.previous_deployment_id)),
+        [rotation.secret_id]: current.new_version ?? 0,
+      };
+      const deploymentId = await startDeployment(
+        rotation,
+        target,
+        'new_deployment_id',
+        pins,
+        signal,
+      );
       const result = await deployments.findDeploymentPlan(deps.db, deploymentId);
       if (result?.deployment.status !== 'live') {
-        throw new RotationStepError(`deployment ${deploymentId} did not become healthy with the new version (${result?.deployment.failure_reason ?? result?.deployment.status ?? 'missing'})`);
+        throw new RotationStepError(
+          `deployment ${deploymentId} did not become healthy with the new version (${result?.deployment.failure_reason ?? result?.deployment.status ?? 'missing'})`,
+        );
       }
       await advance(current, {});
     }
@@ -139,9 +178,11 @@ export function createRotationRunner(deps: {
     signal: AbortSignal,
   ): Promise<string> {
     const previous = await deployments.findDeploymentPlan(deps.db, target.previous_deployment_id);
-    if (previous === undefined) throw new RotationStepError('the deployment to roll no longer exists');
+    if (previous === undefined)
+      throw new RotationStepError('the deployment to roll no longer exists');
     const createdBy = rotation.requested_by ?? previous.deployment.created_by;
-    if (createdBy === null) throw new RotationStepError('no user remains to attribute the new deployment to');
+    if (createdBy === null)
+      throw new RotationStepError('no user remains to attribute the new deployment to');
     const created = await inTransaction(deps.db, async (trx) => {
       const row = await deployments.insertDeployment(trx, {
         serviceId: target.service_id,
@@ -156,7 +197,15 @@ export function createRotationRunner(deps: {
       await rotations.setTargetDeployment(ltrx, target, field, row.id);
       return row;
     });
-    deps.logger.info({ rotationId: rotation.id, deploymentId: created.id, previousDeploymentId: previous.deployment.id, purpose: field }, 'rotation deployment started');
+    deps.logger.info(
+      {
+        rotationId: rotation.id,
+        deploymentId: created.id,
+        previousDeploymentId: previous.deployment.id,
+        purpose: field,
+      },
+      'rotation deployment started',
+    );
     await deps.reconciler.reconcile(created.id, signal);
     return created.id;
   }
@@ -167,7 +216,9 @@ export function createRotationRunner(deps: {
       if (target.new_deployment_id === null) continue;
       const health = await deps.runtime.checkHealth(target.new_deployment_id, { signal });
       if (!health.isHealthy) {
-        throw new RotationStepError(`deployment ${target.new_deployment_id} failed its health check after the switch`);
+        throw new RotationStepError(
+          `deployment ${target.new_deployment_id} failed its health check after the switch`,
+        );
       }
     }
     return current;
@@ -180,7 +231,10 @@ export function createRotationRunner(deps: {
         await repo.setVersionState(ltrx, rotation.secret_id, [rotation.new_version], 'active');
         await repo.supersedeOthers(ltrx, rotation.secret_id, rotation.new_version);
       }
-      const done = await rotations.advanceRotation(ltrx, rotation.id, me, { state: 'succeeded', finished: true });
+      const done = await rotations.advanceRotation(ltrx, rotation.id, me, {
+        state: 'succeeded',
+        finished: true,
+      });
       if (done === undefined) throw new LostClaimError('rotation taken over by another runner');
     });
   }
@@ -190,39 +244,77 @@ export function createRotationRunner(deps: {
    * it wrote become rolled_back, and each deployment it switched is replaced by one running
    * the previous versions. Throws (for the job to retry) when a deployment cannot be restored.
    */
-  async function rollBack(rotation: RotationRow, reason: string, signal: AbortSignal): Promise<void> {
-    let current = await advance(rotation, { state: 'rolling_back', ...(rotation.failure_reason === null ? { failureReason: reason } : {}) });
+  async function rollBack(
+    rotation: RotationRow,
+    reason: string,
+    signal: AbortSignal,
+  ): Promise<void> {
+    let current = await advance(rotation, {
+      state: 'rolling_back',
+      ...(rotation.failure_reason === null ? { failureReason: reason } : {}),
+    });
     await inTransaction(deps.db, async (trx) => {
       const ltrx = repo.lockboxTrx(trx);
       const secret = await repo.lockSecret(ltrx, rotation.secret_id);
       if (secret === undefined || current.previous_version === null) return;
-      const pending = (await repo.listVersions(ltrx, secret.id)).filter((row) => row.state === 'pending').map((row) => row.version);
+      const pending = (await repo.listVersions(ltrx, secret.id))
+        .filter((row) => row.state === 'pending')
+        .map((row) => row.version);
       await repo.setVersionState(ltrx, secret.id, pending, 'rolled_back');
       await repo.setVersionState(ltrx, secret.id, [current.previous_version], 'active');
       await repo.setVersionPointers(ltrx, secret.id, { current: current.previous_version });
     });
-    for (const target of await rotations.listTargets(db, rotation.id)) await restoreTarget(current, target, signal);
+    for (const target of await rotations.listTargets(db, rotation.id))
+      await restoreTarget(current, target, signal);
     current = await advance(current, { state: 'rolled_back', finished: true });
     const secret = await repo.getSecretById(db, rotation.secret_id);
-    if (secret !== undefined) deps.secrets.record(undefined, 'rotation.rolled_back', secret, { rotationId: rotation.id, reason: current.failure_reason ?? reason });
-    deps.logger.warn({ rotationId: rotation.id, secretId: rotation.secret_id, reason: current.failure_reason ?? reason }, 'secret rotation rolled back');
+    if (secret !== undefined)
+      deps.secrets.record(undefined, 'rotation.rolled_back', secret, {
+        rotationId: rotation.id,
+        reason: current.failure_reason ?? reason,
+      });
+    deps.logger.warn(
+      {
+        rotationId: rotation.id,
+        secretId: rotation.secret_id,
+        reason: current.failure_reason ?? reason,
+      },
+      'secret rotation rolled back',
+    );
   }
 
-  async function restoreTarget(rotation: RotationRow, target: RotationTargetRow, signal: AbortSignal): Promise<void> {
+  async function restoreTarget(
+    rotation: RotationRow,
+    target: RotationTargetRow,
+    signal: AbortSignal,
+  ): Promise<void> {
     if (target.new_deployment_id === null) return;
     const switched = await deployments.findDeploymentPlan(deps.db, target.new_deployment_id);
     const status = switched?.deployment.status;
     if (status === 'pending' || status === 'in_progress') {
-      await deployments.markFailed(deps.db, target.new_deployment_id, 'cancelled: the secret rotation rolled back');
+      await deployments.markFailed(
+        deps.db,
+        target.new_deployment_id,
+        'cancelled: the secret rotation rolled back',
+      );
       await deps.reconciler.stopDeployments([target.new_deployment_id]);
       return;
     }
     if (status !== 'live') return;
     const restoreId =
       target.restore_deployment_id ??
-      (await startDeployment(rotation, target, 'restore_deployment_id', await pinsOf(target.previous_deployment_id), signal));
+      (await startDeployment(
+        rotation,
+        target,
+        'restore_deployment_id',
+        await pinsOf(target.previous_deployment_id),
+        signal,
+      ));
     const restored = await deployments.findDeploymentPlan(deps.db, restoreId);
-    if (restored?.deployment.status === 'in_progress' || restored?.deployment.status === 'pending') {
+    if (
+      restored?.deployment.status === 'in_progress' ||
+      restored?.deployment.status === 'pending'
+    ) {
       await deps.reconciler.reconcile(restoreId, signal);
     }
     const after = await deployments.findDeploymentPlan(deps.db, restoreId);
@@ -245,14 +337,24 @@ export function createRotationRunner(deps: {
     } catch (error) {
       if (error instanceof LostClaimError) throw error;
       const reason = reasonOf(error);
-      deps.logger.warn({ rotationId: rotation.id, state: current.state, reason }, 'secret rotation failed; rolling back');
+      deps.logger.warn(
+        { rotationId: rotation.id, state: current.state, reason },
+        'secret rotation failed; rolling back',
+      );
       const latest = await rotations.findRotation(db, rotation.id);
       await rollBack(latest ?? current, reason, signal);
       return;
     }
     const secret = await repo.getSecretById(db, rotation.secret_id);
-    if (secret !== undefined) deps.secrets.record(undefined, 'rotation.succeeded', secret, { rotationId: rotation.id, version: current.new_version ?? 0 });
-    deps.logger.info({ rotationId: rotation.id, secretId: rotation.secret_id, version: current.new_version }, 'secret rotation succeeded');
+    if (secret !== undefined)
+      deps.secrets.record(undefined, 'rotation.succeeded', secret, {
+        rotationId: rotation.id,
+        version: current.new_version ?? 0,
+      });
+    deps.logger.info(
+      { rotationId: rotation.id, secretId: rotation.secret_id, version: current.new_version },
+      'secret rotation succeeded',
+    );
   }
 
   return {
@@ -266,13 +368,19 @@ export function createRotationRunner(deps: {
       running.add(rotationId);
       try {
         const seen = await rotations.findRotation(db, rotationId);
-        if (seen === undefined || seen.state === 'succeeded' || seen.state === 'rolled_back') return;
+        if (seen === undefined || seen.state === 'succeeded' || seen.state === 'rolled_back')
+          return;
         const heartbeat = seen.heartbeat_at === null ? null : new Date(seen.heartbeat_at);
         if (seen.runner !== me && !isGone(seen.runner, heartbeat)) return;
         const claimed = await rotations.claimRotation(db, rotationId, me, seen.runner);
         if (claimed === undefined) return;
         if (claimed.state === 'requested' && seen.runner === null) await forward(claimed, signal);
-        else await rollBack(claimed, `interrupted while ${claimed.state}: the process running it stopped`, signal);
+        else
+          await rollBack(
+            claimed,
+            `interrupted while ${claimed.state}: the process running it stopped`,
+            signal,
+          );
       } catch (error) {
         if (error instanceof LostClaimError) return;
         throw error;
@@ -288,7 +396,10 @@ export function createRotationRunner(deps: {
         try {
           await this.run(id, signal);
         } catch (error) {
-          deps.logger.error({ err: error, rotationId: id }, 'unfinished secret rotation could not be settled; its job will retry');
+          deps.logger.error(
+            { err: error, rotationId: id },
+            'unfinished secret rotation could not be settled; its job will retry',
+          );
         }
       }
     },

@@ -1,11 +1,20 @@
 import { sql } from 'kysely';
 import type { PageRequest } from '../platform/http/pagination.js';
 import type { Sealed } from './secret-crypto.js';
-import type { LockboxDb, LockboxTrx, RotationRow, RotationState, RotationTargetRow } from './secret.tables.js';
+import type {
+  LockboxDb,
+  LockboxTrx,
+  RotationRow,
+  RotationState,
+  RotationTargetRow,
+} from './secret.tables.js';
 
 const FINISHED: RotationState[] = ['succeeded', 'rolled_back'];
 
-export async function hasRunningRotation(db: LockboxDb | LockboxTrx, secretId: string): Promise<boolean> {
+export async function hasRunningRotation(
+  db: LockboxDb | LockboxTrx,
+  secretId: string,
+): Promise<boolean> {
   const row = await db
     .selectFrom('secret_rotations')
     .select('id')
@@ -18,7 +27,13 @@ export async function hasRunningRotation(db: LockboxDb | LockboxTrx, secretId: s
 /** Records a requested rotation; undefined when another rotation of the secret is unfinished. */
 export async function insertRotation(
   trx: LockboxTrx,
-  input: { id: string; secretId: string; staged: Sealed | undefined; generateBytes: number | undefined; requestedBy: string },
+  input: {
+    id: string;
+    secretId: string;
+    staged: Sealed | undefined;
+    generateBytes: number | undefined;
+    requestedBy: string;
+  },
 ): Promise<RotationRow | undefined> {
   return trx
     .insertInto('secret_rotations')
@@ -41,7 +56,12 @@ export async function findRotation(db: LockboxDb, id: string): Promise<RotationR
 }
 
 export async function listUnfinishedRotationIds(db: LockboxDb): Promise<string[]> {
-  const rows = await db.selectFrom('secret_rotations').select('id').where('state', 'not in', FINISHED).orderBy('created_at').execute();
+  const rows = await db
+    .selectFrom('secret_rotations')
+    .select('id')
+    .where('state', 'not in', FINISHED)
+    .orderBy('created_at')
+    .execute();
   return rows.map((row) => row.id);
 }
 
@@ -90,7 +110,9 @@ export async function advanceRotation(
       ...(changes.state === undefined ? {} : { state: changes.state }),
       ...(changes.newVersion === undefined ? {} : { new_version: changes.newVersion }),
       ...(changes.failureReason === undefined ? {} : { failure_reason: changes.failureReason }),
-      ...(changes.clearStaged === true ? { staged_key_id: null, staged_wrapped_key: null, staged_ciphertext: null } : {}),
+      ...(changes.clearStaged === true
+        ? { staged_key_id: null, staged_wrapped_key: null, staged_ciphertext: null }
+        : {}),
       ...(changes.finished === true ? { finished_at: sql`now()` } : {}),
       heartbeat_at: sql`now()`,
       updated_at: sql`now()`,
@@ -101,7 +123,10 @@ export async function advanceRotation(
     .executeTakeFirst();
 }
 
-export async function listTargets(db: LockboxDb | LockboxTrx, rotationId: string): Promise<RotationTargetRow[]> {
+export async function listTargets(
+  db: LockboxDb | LockboxTrx,
+  rotationId: string,
+): Promise<RotationTargetRow[]> {
   return db
     .selectFrom('secret_rotation_targets')
     .selectAll()
@@ -113,7 +138,11 @@ export async function listTargets(db: LockboxDb | LockboxTrx, rotationId: string
 
 export async function insertTargets(trx: LockboxTrx, rows: RotationTargetRow[]): Promise<void> {
   if (rows.length === 0) return;
-  await trx.insertInto('secret_rotation_targets').values(rows).onConflict((oc) => oc.doNothing()).execute();
+  await trx
+    .insertInto('secret_rotation_targets')
+    .values(rows)
+    .onConflict((oc) => oc.doNothing())
+    .execute();
 }
 
 export async function setTargetDeployment(
@@ -137,32 +166,67 @@ function pageQuery(db: LockboxDb, page: PageRequest) {
   let query = db
     .selectFrom('secret_rotations')
     .selectAll('secret_rotations')
-    .select(sql<string>`to_char(secret_rotations.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('cursor_at'));
+    .select(
+      sql<string>`to_char(secret_rotations.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as(
+        'cursor_at',
+      ),
+    );
   if (page.after !== undefined) {
-    query = query.where(sql<boolean>`(secret_rotations.created_at, secret_rotations.id) < (${page.after.at}::timestamptz, ${page.after.id}::uuid)`);
+    query = query.where(
+      sql<boolean>`(secret_rotations.created_at, secret_rotations.id) < (${page.after.at}::timestamptz, ${page.after.id}::uuid)`,
+    );
   }
-  return query.orderBy('secret_rotations.created_at', 'desc').orderBy('secret_rotations.id', 'desc').limit(page.limit + 1);
+  return query
+    .orderBy('secret_rotations.created_at', 'desc')
+    .orderBy('secret_rotations.id', 'desc')
+    .limit(page.limit + 1);
 }
 
-export async function listRotationsOfSecret(db: LockboxDb, secretId: string, page: PageRequest): Promise<RotationPageRow[]> {
+export async function listRotationsOfSecret(
+  db: LockboxDb,
+  secretId: string,
+  page: PageRequest,
+): Promise<RotationPageRow[]> {
   return pageQuery(db, page).where('secret_rotations.secret_id', '=', secretId).execute();
 }
 
 /** Rotations of the service's own secrets and rotations that rolled its deployments. */
-export async function listRotationsOfService(db: LockboxDb, serviceId: string, page: PageRequest): Promise<RotationPageRow[]> {
+export async function listRotationsOfService(
+  db: LockboxDb,
+  serviceId: string,
+  page: PageRequest,
+): Promise<RotationPageRow[]> {
   return pageQuery(db, page)
     .where((eb) =>
       eb.or([
-        eb('secret_rotations.secret_id', 'in', eb.selectFrom('secrets').select('id').where('service_id', '=', serviceId)),
-        eb('secret_rotations.id', 'in', eb.selectFrom('secret_rotation_targets').select('rotation_id').where('service_id', '=', serviceId)),
+        eb(
+          'secret_rotations.secret_id',
+          'in',
+          eb.selectFrom('secrets').select('id').where('service_id', '=', serviceId),
+        ),
+        eb(
+          'secret_rotations.id',
+          'in',
+          eb
+            .selectFrom('secret_rotation_targets')
+            .select('rotation_id')
+            .where('service_id', '=', serviceId),
+        ),
       ]),
     )
     .execute();
 }
 
-export async function listTargetsOf(db: LockboxDb, rotationIds: string[]): Promise<RotationTargetRow[]> {
+export async function listTargetsOf(
+  db: LockboxDb,
+  rotationIds: string[],
+): Promise<RotationTargetRow[]> {
   if (rotationIds.length === 0) return [];
-  return db.selectFrom('secret_rotation_targets').selectAll().where('rotation_id', 'in', rotationIds).execute();
+  return db
+    .selectFrom('secret_rotation_targets')
+    .selectAll()
+    .where('rotation_id', 'in', rotationIds)
+    .execute();
 }
 
 export interface LiveDeploymentUsing {
@@ -175,11 +239,21 @@ export interface LiveDeploymentUsing {
 }
 
 /** Live deployments whose pinned versions include the secret: the ones a rotation rolls. */
-export async function listLiveDeploymentsUsing(db: LockboxDb | LockboxTrx, secretId: string): Promise<LiveDeploymentUsing[]> {
+export async function listLiveDeploymentsUsing(
+  db: LockboxDb | LockboxTrx,
+  secretId: string,
+): Promise<LiveDeploymentUsing[]> {
   return db
     .selectFrom('deployments as d')
     .innerJoin('deployment_secrets as ds', 'ds.deployment_id', 'd.id')
-    .select(['d.id', 'd.service_id', 'd.environment_id', 'd.release_id', 'd.replicas', 'ds.versions'])
+    .select([
+      'd.id',
+      'd.service_id',
+      'd.environment_id',
+      'd.release_id',
+      'd.replicas',
+      'ds.versions',
+    ])
     .where('d.status', '=', 'live')
     .where(sql<boolean>`ds.versions ? ${secretId}`)
     .orderBy('d.created_at')

@@ -47,7 +47,10 @@ describe('secret envelope encryption', () => {
     assert.throws(() => openValue(ring, sealed, 'secret:s1:2'), SecretCryptoError);
     const flipped = Buffer.from(sealed.ciphertext);
     flipped[14] = (flipped[14] ?? 0) ^ 1;
-    assert.throws(() => openValue(ring, { ...sealed, ciphertext: flipped }, 'secret:s1:1'), SecretCryptoError);
+    assert.throws(
+      () => openValue(ring, { ...sealed, ciphertext: flipped }, 'secret:s1:1'),
+      SecretCryptoError,
+    );
   });
 
   it('re-wraps data keys under a new master key while the old one is still loaded', () => {

@@ -78,7 +78,10 @@ export function ensureEmbeddedMasterKey(dataDir: string): string {
   const path = join(dataDir, 'keys', 'master.key');
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   try {
-    writeFileSync(path, `${randomBytes(KEY_BYTES).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+    writeFileSync(path, `${randomBytes(KEY_BYTES).toString('base64')}\n`, {
+      mode: 0o600,
+      flag: 'wx',
+    });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
   }
@@ -90,7 +93,10 @@ export function isShared(path: string): boolean {
   return (statSync(path).mode & 0o077) !== 0;
 }
 
-export function loadMasterKeyRing(currentPath: string, previousPaths: readonly string[]): MasterKeyRing {
+export function loadMasterKeyRing(
+  currentPath: string,
+  previousPaths: readonly string[],
+): MasterKeyRing {
   const current = readMasterKeyFile(currentPath);
   const byId = new Map([[current.id, current]]);
   for (const path of previousPaths) {
@@ -116,7 +122,10 @@ function open(key: Buffer, sealed: Buffer, aad: string): Buffer {
   decipher.setAAD(Buffer.from(aad, 'utf8'));
   decipher.setAuthTag(tag);
   try {
-    return Buffer.concat([decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)), decipher.final()]);
+    return Buffer.concat([
+      decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)),
+      decipher.final(),
+    ]);
   } catch (error) {
     throw new SecretCryptoError('sealed data failed authentication', { cause: error });
   }

@@ -29,17 +29,28 @@ export function createSecretDelivery(deps: { db: Db; logger: Logger; store: Secr
   const db = repo.lockboxDb(deps.db);
 
   /** The current version of every secret that wins for the service in the environment. */
-  async function currentPins(target: { serviceId: string; environmentId: string }): Promise<SecretPins> {
+  async function currentPins(target: {
+    serviceId: string;
+    environmentId: string;
+  }): Promise<SecretPins> {
     const winners = new Map<string, SecretRow>();
-    for (const row of (await repo.listApplicableSecrets(db, target)).sort(byPrecedence)) winners.set(row.name, row);
+    for (const row of (await repo.listApplicableSecrets(db, target)).sort(byPrecedence))
+      winners.set(row.name, row);
     return Object.fromEntries([...winners.values()].map((row) => [row.id, row.current_version]));
   }
 
   /** The deployment's pins, chosen from the current versions if it has none yet. */
-  async function pinsOf(deployment: { id: string; service_id: string; environment_id: string }): Promise<SecretPins> {
+  async function pinsOf(deployment: {
+    id: string;
+    service_id: string;
+    environment_id: string;
+  }): Promise<SecretPins> {
     const pinned = await repo.findDeploymentPins(db, deployment.id);
     if (pinned !== undefined) return pinned;
-    const current = await currentPins({ serviceId: deployment.service_id, environmentId: deployment.environment_id });
+    const current = await currentPins({
+      serviceId: deployment.service_id,
+      environmentId: deployment.environment_id,
+    });
     return repo.ensureDeploymentPins(db, deployment.id, current);
   }
 
@@ -48,28 +59,49 @@ export function createSecretDelivery(deps: { db: Db; logger: Logger; store: Secr
    * cannot carry (a NUL byte, bytes that are not UTF-8) is left out with a warning; it stays
    * readable through the API.
    */
-  async function workloadSecrets(deployment: { id: string; service_id: string; environment_id: string }): Promise<WorkloadSecrets> {
+  async function workloadSecrets(deployment: {
+    id: string;
+    service_id: string;
+    environment_id: string;
+  }): Promise<WorkloadSecrets> {
     const pins = await pinsOf(deployment);
     const ids = Object.keys(pins);
     const secrets = (await repo.listSecretsByIds(db, ids)).sort(byPrecedence);
-    const versions = await repo.findVersions(db, secrets.map((row) => ({ secretId: row.id, version: pins[row.id] ?? row.current_version })));
+    const versions = await repo.findVersions(
+      db,
+      secrets.map((row) => ({ secretId: row.id, version: pins[row.id] ?? row.current_version })),
+    );
     const env: Record<string, string> = {};
     const values: string[] = [];
     for (const secret of secrets) {
       const row = versions.find((version) => version.secret_id === secret.id);
       if (row === undefined || row.state === 'destroyed') {
-        deps.logger.warn({ deploymentId: deployment.id, secretId: secret.id, version: pins[secret.id] }, 'pinned secret version is gone; not delivered');
+        deps.logger.warn(
+          { deploymentId: deployment.id, secretId: secret.id, version: pins[secret.id] },
+          'pinned secret version is gone; not delivered',
+        );
         continue;
       }
       const bytes = await deps.store.get(secret.id, row);
       const text = bytes.toString('utf8');
       if (text.includes('\0') || !Buffer.from(text, 'utf8').equals(bytes)) {
-        deps.logger.warn({ deploymentId: deployment.id, secretId: secret.id, name: secret.name }, 'secret cannot be an environment variable; not delivered');
+        deps.logger.warn(
+          { deploymentId: deployment.id, secretId: secret.id, name: secret.name },
+          'secret cannot be an environment variable; not delivered',
+        );
         continue;
       }
       env[secret.name] = text;
       values.push(text);
-      recordSecretAccess(deps.logger, { action: 'deliver', actor: 'system', secretId: secret.id, name: secret.name, scope: scopeOf(secret), version: row.version, deploymentId: deployment.id });
+      recordSecretAccess(deps.logger, {
+        action: 'deliver',
+        actor: 'system',
+        secretId: secret.id,
+        name: secret.name,
+        scope: scopeOf(secret),
+        version: row.version,
+        deploymentId: deployment.id,
+      });
     }
     return { env, values };
   }
@@ -81,7 +113,10 @@ export function createSecretDelivery(deps: { db: Db; logger: Logger; store: Secr
    */
   async function knownValues(serviceId: string): Promise<string[]> {
     const rows = await repo.listProjectSecretsFor(db, serviceId);
-    const versions = await repo.findVersions(db, rows.map((row) => ({ secretId: row.id, version: row.current_version })));
+    const versions = await repo.findVersions(
+      db,
+      rows.map((row) => ({ secretId: row.id, version: row.current_version })),
+    );
     const values: string[] = [];
     for (const row of versions) {
       if (row.state === 'destroyed') continue;

@@ -6,7 +6,12 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { testBackends } from '../../test/support/database.js';
 import { createRepo, makeTempDir } from '../builds/test-support/git-repos.js';
-import { eventually, seedProject, startLockboxApp, type LockboxApp } from './test-support/lockbox-app.js';
+import {
+  eventually,
+  seedProject,
+  startLockboxApp,
+  type LockboxApp,
+} from './test-support/lockbox-app.js';
 import { rotate, settled } from './test-support/rotation-bench.js';
 
 const SERVER = String.raw`
@@ -18,7 +23,11 @@ process.on('SIGTERM', () => process.exit(0));
 `;
 
 /** Reads a server-sent event stream until `enough` says so (or a deadline passes). */
-async function readStream(url: string, headers: Record<string, string>, enough: (text: string) => boolean): Promise<string> {
+async function readStream(
+  url: string,
+  headers: Record<string, string>,
+  enough: (text: string) => boolean,
+): Promise<string> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), 10_000);
   let text = '';
@@ -60,47 +69,98 @@ for (const backend of testBackends()) {
       const rotated = `rotated-${randomBytes(8).toString('hex')}`;
       const needles = [planted, pemLine, rotated];
       const bodies: string[] = [];
-      const call = async (method: 'GET' | 'POST' | 'PUT', url: string, headers: Record<string, string>, payload?: object) => {
-        const response = await t.app.inject({ method, url, headers, ...(payload === undefined ? {} : { payload }) });
+      const call = async (
+        method: 'GET' | 'POST' | 'PUT',
+        url: string,
+        headers: Record<string, string>,
+        payload?: object,
+      ) => {
+        const response = await t.app.inject({
+          method,
+          url,
+          headers,
+          ...(payload === undefined ? {} : { payload }),
+        });
         if (!url.endsWith('/value')) bodies.push(response.body);
         return response;
       };
 
       const { owner, slug } = await seedProject(t.app);
       const repo = await createRepo(fixtures, {
-        'package.json': JSON.stringify({ name: 'leaky', version: '1.0.0', scripts: { build: 'node -e "console.log(require(\'fs\').readFileSync(\'committed.env\', \'utf8\'))"', start: 'node server.js' } }),
+        'package.json': JSON.stringify({
+          name: 'leaky',
+          version: '1.0.0',
+          scripts: {
+            build: "node -e \"console.log(require('fs').readFileSync('committed.env', 'utf8'))\"",
+            start: 'node server.js',
+          },
+        }),
         'committed.env': `LEAKY=${planted}\n`,
         'server.js': SERVER,
       });
-      const service = await call('POST', `/v1/projects/${slug}/services`, owner.headers, { name: 'leaky', gitUrl: repo.path, runtime: { healthCheckPath: '/healthz' } });
+      const service = await call('POST', `/v1/projects/${slug}/services`, owner.headers, {
+        name: 'leaky',
+        gitUrl: repo.path,
+        runtime: { healthCheckPath: '/healthz' },
+      });
       const serviceId = service.json<{ id: string }>().id;
       await call('PUT', `/v1/projects/${slug}/secrets/LEAKY`, owner.headers, { value: planted });
       await call('PUT', `/v1/services/${serviceId}/secrets/PEM`, owner.headers, { value: pem });
 
       // Build: the repository prints a committed copy of the secret.
-      const build = (await call('POST', `/v1/services/${serviceId}/builds`, owner.headers, {})).json<{ id: string }>();
-      await eventually('build finished', async () => {
-        const status = (await call('GET', `/v1/builds/${build.id}`, owner.headers)).json<{ status: string }>().status;
-        return status === 'succeeded' || status === 'failed' ? status : undefined;
-      }, 60_000).then((status) => assert.equal(status, 'succeeded'));
+      const build = (
+        await call('POST', `/v1/services/${serviceId}/builds`, owner.headers, {})
+      ).json<{ id: string }>();
+      await eventually(
+        'build finished',
+        async () => {
+          const status = (await call('GET', `/v1/builds/${build.id}`, owner.headers)).json<{
+            status: string;
+          }>().status;
+          return status === 'succeeded' || status === 'failed' ? status : undefined;
+        },
+        60_000,
+      ).then((status) => assert.equal(status, 'succeeded'));
       const buildLog = await call('GET', `/v1/builds/${build.id}/logs`, owner.headers);
       assert.match(buildLog.body, /LEAKY=\[REDACTED\]/);
-      bodies.push(await readStream(`${base}/v1/builds/${build.id}/logs?follow=true`, owner.headers, (text) => text.includes('event: end')));
+      bodies.push(
+        await readStream(`${base}/v1/builds/${build.id}/logs?follow=true`, owner.headers, (text) =>
+          text.includes('event: end'),
+        ),
+      );
 
       // Deploy: the app prints both secrets at boot, one of them across lines.
-      const deployment = (await call('POST', `/v1/services/${serviceId}/deployments`, owner.headers, { environment: 'production' })).json<{ id: string }>();
-      await eventually('deployment live', async () => ((await call('GET', `/v1/deployments/${deployment.id}`, owner.headers)).json<{ status: string }>().status === 'live' ? true : undefined));
+      const deployment = (
+        await call('POST', `/v1/services/${serviceId}/deployments`, owner.headers, {
+          environment: 'production',
+        })
+      ).json<{ id: string }>();
+      await eventually('deployment live', async () =>
+        (await call('GET', `/v1/deployments/${deployment.id}`, owner.headers)).json<{
+          status: string;
+        }>().status === 'live'
+          ? true
+          : undefined,
+      );
       const workloadLog = await eventually('boot lines logged', async () => {
         const logs = await call('GET', `/v1/deployments/${deployment.id}/logs`, owner.headers);
-        return logs.body.includes('booting with') && logs.body.includes('pem done') ? logs.body : undefined;
+        return logs.body.includes('booting with') && logs.body.includes('pem done')
+          ? logs.body
+          : undefined;
       });
       assert.match(workloadLog, /booting with LEAKY=\[REDACTED\]/);
-      const followed = await readStream(`${base}/v1/deployments/${deployment.id}/logs?follow=true`, owner.headers, (text) => text.includes('pem done'));
+      const followed = await readStream(
+        `${base}/v1/deployments/${deployment.id}/logs?follow=true`,
+        owner.headers,
+        (text) => text.includes('pem done'),
+      );
       assert.match(followed, /booting with LEAKY=\[REDACTED\]/);
       bodies.push(followed);
 
       // Rotate to another planted value: the new instances' output is redacted too.
-      const rotationId = await rotate(t.app, owner.headers, `/v1/projects/${slug}/secrets/LEAKY`, { value: rotated });
+      const rotationId = await rotate(t.app, owner.headers, `/v1/projects/${slug}/secrets/LEAKY`, {
+        value: rotated,
+      });
       const view = await settled(t.app, owner.headers, rotationId);
       assert.equal(view.state, 'succeeded', view.failureReason ?? '');
       const newId = view.targets[0]?.newDeploymentId ?? '';
@@ -111,16 +171,31 @@ for (const backend of testBackends()) {
       bodies.push((await call('GET', `/v1/secret-rotations/${rotationId}`, owner.headers)).body);
 
       // The values are readable where asked for, and nowhere else.
-      const read = await t.app.inject({ url: `/v1/projects/${slug}/secrets/LEAKY/value`, headers: owner.headers });
+      const read = await t.app.inject({
+        url: `/v1/projects/${slug}/secrets/LEAKY/value`,
+        headers: owner.headers,
+      });
       assert.equal(read.json().value, rotated);
 
       const runtimeLogs = join(t.dataDir, 'runtime', 'logs');
-      const files = readdirSync(runtimeLogs).map((name) => readFileSync(join(runtimeLogs, name), 'utf8'));
-      const jobs = await sql<{ data: string }>`SELECT data::text AS data FROM pgboss.job`.execute(t.deps.database.db);
-      const haystacks = { logger: t.logs, responses: bodies, workloadLogFiles: files, jobPayloads: jobs.rows.map((row) => row.data) };
+      const files = readdirSync(runtimeLogs).map((name) =>
+        readFileSync(join(runtimeLogs, name), 'utf8'),
+      );
+      const jobs = await sql<{ data: string }>`SELECT data::text AS data FROM pgboss.job`.execute(
+        t.deps.database.db,
+      );
+      const haystacks = {
+        logger: t.logs,
+        responses: bodies,
+        workloadLogFiles: files,
+        jobPayloads: jobs.rows.map((row) => row.data),
+      };
       for (const [where, texts] of Object.entries(haystacks)) {
         for (const needle of needles) {
-          assert.ok(!texts.some((text) => text.includes(needle)), `a planted value reached ${where}`);
+          assert.ok(
+            !texts.some((text) => text.includes(needle)),
+            `a planted value reached ${where}`,
+          );
         }
       }
       assert.ok(t.logs.length > 50 && files.length >= 2, 'the search covered real output');

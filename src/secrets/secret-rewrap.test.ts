@@ -6,7 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { createTestDatabase, testBackends, type TestDatabase } from '../../test/support/database.js';
+import {
+  createTestDatabase,
+  testBackends,
+  type TestDatabase,
+} from '../../test/support/database.js';
 import { seedProject, startLockboxApp } from './test-support/lockbox-app.js';
 import { parseMasterKey } from './secret-crypto.js';
 import { readFileSync } from 'node:fs';
@@ -37,7 +41,9 @@ describe('switchyard secrets rewrap', { skip: !testBackends().includes('postgres
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'switchyard-rewrap-'));
     database = await createTestDatabase('postgres');
-    const pem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const pem = generateKeyPairSync('ed25519')
+      .privateKey.export({ type: 'pkcs8', format: 'pem' })
+      .toString();
     writeFileSync(join(dir, 'jwt.pem'), pem);
   });
   after(async () => {
@@ -48,10 +54,23 @@ describe('switchyard secrets rewrap', { skip: !testBackends().includes('postgres
   it('moves every value to the new master key without downtime, then the old key can go', async () => {
     const oldKey = keyFile('old.key');
     const newKey = keyFile('new.key');
-    const before = await startLockboxApp('postgres', { database, dataDir: dir, env: { SWITCHYARD_MASTER_KEY_PATH: oldKey } });
+    const before = await startLockboxApp('postgres', {
+      database,
+      dataDir: dir,
+      env: { SWITCHYARD_MASTER_KEY_PATH: oldKey },
+    });
     const { owner, slug } = await seedProject(before.app);
-    for (const [name, value] of [['A', 'alpha'], ['B', 'beta'], ['A', 'alpha-2']] as const) {
-      await before.app.inject({ method: 'PUT', url: `/v1/projects/${slug}/secrets/${name}`, headers: owner.headers, payload: { value } });
+    for (const [name, value] of [
+      ['A', 'alpha'],
+      ['B', 'beta'],
+      ['A', 'alpha-2'],
+    ] as const) {
+      await before.app.inject({
+        method: 'PUT',
+        url: `/v1/projects/${slug}/secrets/${name}`,
+        headers: owner.headers,
+        payload: { value },
+      });
     }
     await before.close();
 
@@ -61,7 +80,10 @@ describe('switchyard secrets rewrap', { skip: !testBackends().includes('postgres
       dataDir: dir,
       env: { SWITCHYARD_MASTER_KEY_PATH: newKey, SWITCHYARD_MASTER_KEY_PREVIOUS_PATHS: oldKey },
     });
-    const read = await during.app.inject({ url: `/v1/projects/${slug}/secrets/A/value?version=1`, headers: owner.headers });
+    const read = await during.app.inject({
+      url: `/v1/projects/${slug}/secrets/A/value?version=1`,
+      headers: owner.headers,
+    });
     assert.equal(read.json().value, 'alpha');
 
     const env = {
@@ -72,17 +94,32 @@ describe('switchyard secrets rewrap', { skip: !testBackends().includes('postgres
       SWITCHYARD_MASTER_KEY_PREVIOUS_PATHS: oldKey,
       LOG_LEVEL: 'silent',
     };
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', MAIN, 'secrets', 'rewrap'], { env });
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', MAIN, 'secrets', 'rewrap'], {
+      env,
+    });
     assert.match(stdout, /re-wrapped 3 value\(s\) under master key mk-/);
     assert.deepEqual(await keyIdsIn(database), [parseMasterKey(readFileSync(newKey), 'new').id]);
-    const again = await run(process.execPath, ['--import', 'tsx', MAIN, 'secrets', 'rewrap'], { env });
+    const again = await run(process.execPath, ['--import', 'tsx', MAIN, 'secrets', 'rewrap'], {
+      env,
+    });
     assert.match(again.stdout, /re-wrapped 0 value\(s\)/);
     await during.close();
 
     // Only the new key: everything still opens.
-    const after = await startLockboxApp('postgres', { database, dataDir: dir, env: { SWITCHYARD_MASTER_KEY_PATH: newKey } });
-    for (const [name, version, value] of [['A', 1, 'alpha'], ['A', 2, 'alpha-2'], ['B', 1, 'beta']] as const) {
-      const response = await after.app.inject({ url: `/v1/projects/${slug}/secrets/${name}/value?version=${version}`, headers: owner.headers });
+    const after = await startLockboxApp('postgres', {
+      database,
+      dataDir: dir,
+      env: { SWITCHYARD_MASTER_KEY_PATH: newKey },
+    });
+    for (const [name, version, value] of [
+      ['A', 1, 'alpha'],
+      ['A', 2, 'alpha-2'],
+      ['B', 1, 'beta'],
+    ] as const) {
+      const response = await after.app.inject({
+        url: `/v1/projects/${slug}/secrets/${name}/value?version=${version}`,
+        headers: owner.headers,
+      });
       assert.equal(response.json().value, value);
     }
     await after.close();
@@ -97,7 +134,10 @@ describe('switchyard secrets rewrap', { skip: !testBackends().includes('postgres
       SWITCHYARD_ROUTER_PORT: '0',
       LOG_LEVEL: 'silent',
     };
-    const failed = await run(process.execPath, ['--import', 'tsx', MAIN, 'serve'], { env, timeout: 30_000 }).then(
+    const failed = await run(process.execPath, ['--import', 'tsx', MAIN, 'serve'], {
+      env,
+      timeout: 30_000,
+    }).then(
       () => undefined,
       (error: { code: number; stderr: string }) => error,
     );

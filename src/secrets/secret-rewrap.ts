@@ -20,12 +20,16 @@ const BATCH = 200;
  * Switchyard runs: readers hold both keys until the old one is retired. Idempotent; a row
  * re-wrapped concurrently by another run is skipped.
  */
-export async function rewrapSecrets(database: Db, keys: MasterKeyRing, logger: Logger): Promise<RewrapResult> {
+export async function rewrapSecrets(
+  database: Db,
+  keys: MasterKeyRing,
+  logger: Logger,
+): Promise<RewrapResult> {
   const db = repo.lockboxDb(database);
   const missing = new Set<string>();
   let rewrapped = 0;
   for (;;) {
-    const rows = (await repo.listVersionsToRewrap(db, keys.current.id, [...missing], BATCH));
+    const rows = await repo.listVersionsToRewrap(db, keys.current.id, [...missing], BATCH);
     if (rows.length === 0) break;
     for (const row of rows) {
       if (row.key_id === null || row.wrapped_key === null || row.ciphertext === null) continue;
@@ -35,18 +39,45 @@ export async function rewrapSecrets(database: Db, keys: MasterKeyRing, logger: L
       }
       const sealed = { keyId: row.key_id, wrappedKey: row.wrapped_key, ciphertext: row.ciphertext };
       const next = rewrap(keys, sealed, versionContext(row.secret_id, row.version));
-      if (await repo.replaceWrappedKey(db, { secret_id: row.secret_id, version: row.version, key_id: row.key_id }, next)) rewrapped++;
+      if (
+        await repo.replaceWrappedKey(
+          db,
+          { secret_id: row.secret_id, version: row.version, key_id: row.key_id },
+          next,
+        )
+      )
+        rewrapped++;
     }
   }
   for (const row of await repo.listStagedToRewrap(db, keys.current.id)) {
-    if (row.staged_key_id === null || row.staged_wrapped_key === null || row.staged_ciphertext === null) continue;
+    if (
+      row.staged_key_id === null ||
+      row.staged_wrapped_key === null ||
+      row.staged_ciphertext === null
+    )
+      continue;
     if (!keys.byId.has(row.staged_key_id)) {
       missing.add(row.staged_key_id);
       continue;
     }
-    const sealed = { keyId: row.staged_key_id, wrappedKey: row.staged_wrapped_key, ciphertext: row.staged_ciphertext };
-    if (await repo.replaceStagedKey(db, row.id, row.staged_key_id, rewrap(keys, sealed, stagedContext(row.id)))) rewrapped++;
+    const sealed = {
+      keyId: row.staged_key_id,
+      wrappedKey: row.staged_wrapped_key,
+      ciphertext: row.staged_ciphertext,
+    };
+    if (
+      await repo.replaceStagedKey(
+        db,
+        row.id,
+        row.staged_key_id,
+        rewrap(keys, sealed, stagedContext(row.id)),
+      )
+    )
+      rewrapped++;
   }
-  logger.info({ masterKeyId: keys.current.id, rewrapped, missingKeyIds: [...missing] }, 'secret data keys re-wrapped');
+  logger.info(
+    { masterKeyId: keys.current.id, rewrapped, missingKeyIds: [...missing] },
+    'secret data keys re-wrapped',
+  );
   return { rewrapped, missingKeyIds: [...missing] };
 }

@@ -36,15 +36,29 @@ function inScope(scope: SecretScope) {
       scope.kind === 'environment'
         ? eb('secrets.environment_id', '=', scope.environmentId)
         : eb('secrets.environment_id', 'is', null),
-      scope.kind === 'service' ? eb('secrets.service_id', '=', scope.serviceId) : eb('secrets.service_id', 'is', null),
+      scope.kind === 'service'
+        ? eb('secrets.service_id', '=', scope.serviceId)
+        : eb('secrets.service_id', 'is', null),
     ]);
 }
 
-export async function findSecret(db: LockboxDb | LockboxTrx, scope: SecretScope, name: string): Promise<SecretRow | undefined> {
-  return db.selectFrom('secrets').selectAll('secrets').where('secrets.name', '=', name).where(inScope(scope)).executeTakeFirst();
+export async function findSecret(
+  db: LockboxDb | LockboxTrx,
+  scope: SecretScope,
+  name: string,
+): Promise<SecretRow | undefined> {
+  return db
+    .selectFrom('secrets')
+    .selectAll('secrets')
+    .where('secrets.name', '=', name)
+    .where(inScope(scope))
+    .executeTakeFirst();
 }
 
-export async function getSecretById(db: LockboxDb | LockboxTrx, id: string): Promise<SecretRow | undefined> {
+export async function getSecretById(
+  db: LockboxDb | LockboxTrx,
+  id: string,
+): Promise<SecretRow | undefined> {
   return db.selectFrom('secrets').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
@@ -59,7 +73,9 @@ export async function insertSecret(
   input: { scope: SecretScope; name: string; backend: SecretBackendName; createdBy: string | null },
 ): Promise<SecretRow | undefined> {
   const { scope } = input;
-  await sql`SELECT pg_advisory_xact_lock(hashtext(${`secret:${scope.projectId}:${input.name}`}))`.execute(trx);
+  await sql`SELECT pg_advisory_xact_lock(hashtext(${`secret:${scope.projectId}:${input.name}`}))`.execute(
+    trx,
+  );
   if ((await findSecret(trx, scope, input.name)) !== undefined) return undefined;
   return trx
     .insertInto('secrets')
@@ -79,11 +95,23 @@ export async function insertSecret(
 
 export async function insertVersion(
   trx: LockboxTrx,
-  input: { secretId: string; version: number; state: SecretVersionState; stored: StoredValue; createdBy: string | null },
+  input: {
+    secretId: string;
+    version: number;
+    state: SecretVersionState;
+    stored: StoredValue;
+    createdBy: string | null;
+  },
 ): Promise<SecretVersionRow> {
   return trx
     .insertInto('secret_versions')
-    .values({ secret_id: input.secretId, version: input.version, state: input.state, created_by: input.createdBy, ...input.stored })
+    .values({
+      secret_id: input.secretId,
+      version: input.version,
+      state: input.state,
+      created_by: input.createdBy,
+      ...input.stored,
+    })
     .returningAll()
     .executeTakeFirstOrThrow();
 }
@@ -122,7 +150,11 @@ export async function setVersionState(
 }
 
 /** Marks every other live version superseded (after a plain write or a restore). */
-export async function supersedeOthers(trx: LockboxTrx, secretId: string, keep: number): Promise<void> {
+export async function supersedeOthers(
+  trx: LockboxTrx,
+  secretId: string,
+  keep: number,
+): Promise<void> {
   await trx
     .updateTable('secret_versions')
     .set({ state: 'superseded' })
@@ -132,19 +164,46 @@ export async function supersedeOthers(trx: LockboxTrx, secretId: string, keep: n
     .execute();
 }
 
-export async function findVersion(db: LockboxDb | LockboxTrx, secretId: string, version: number): Promise<SecretVersionRow | undefined> {
-  return db.selectFrom('secret_versions').selectAll().where('secret_id', '=', secretId).where('version', '=', version).executeTakeFirst();
+export async function findVersion(
+  db: LockboxDb | LockboxTrx,
+  secretId: string,
+  version: number,
+): Promise<SecretVersionRow | undefined> {
+  return db
+    .selectFrom('secret_versions')
+    .selectAll()
+    .where('secret_id', '=', secretId)
+    .where('version', '=', version)
+    .executeTakeFirst();
 }
 
-export async function listVersions(db: LockboxDb | LockboxTrx, secretId: string): Promise<SecretVersionRow[]> {
-  return db.selectFrom('secret_versions').selectAll().where('secret_id', '=', secretId).orderBy('version', 'desc').execute();
+export async function listVersions(
+  db: LockboxDb | LockboxTrx,
+  secretId: string,
+): Promise<SecretVersionRow[]> {
+  return db
+    .selectFrom('secret_versions')
+    .selectAll()
+    .where('secret_id', '=', secretId)
+    .orderBy('version', 'desc')
+    .execute();
 }
 
-export async function markDestroyed(trx: LockboxTrx, secretId: string, versions: number[]): Promise<void> {
+export async function markDestroyed(
+  trx: LockboxTrx,
+  secretId: string,
+  versions: number[],
+): Promise<void> {
   if (versions.length === 0) return;
   await trx
     .updateTable('secret_versions')
-    .set({ state: 'destroyed', key_id: null, wrapped_key: null, ciphertext: null, destroyed_at: sql`now()` })
+    .set({
+      state: 'destroyed',
+      key_id: null,
+      wrapped_key: null,
+      ciphertext: null,
+      destroyed_at: sql`now()`,
+    })
     .where('secret_id', '=', secretId)
     .where('version', 'in', versions)
     .execute();
@@ -158,12 +217,22 @@ export async function listSecrets(db: LockboxDb, scope: SecretScope, page: PageR
   let query = db
     .selectFrom('secrets')
     .selectAll('secrets')
-    .select(sql<string>`to_char(secrets.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('cursor_at'))
+    .select(
+      sql<string>`to_char(secrets.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as(
+        'cursor_at',
+      ),
+    )
     .where(inScope(scope));
   if (page.after !== undefined) {
-    query = query.where(sql<boolean>`(secrets.created_at, secrets.id) < (${page.after.at}::timestamptz, ${page.after.id}::uuid)`);
+    query = query.where(
+      sql<boolean>`(secrets.created_at, secrets.id) < (${page.after.at}::timestamptz, ${page.after.id}::uuid)`,
+    );
   }
-  return query.orderBy('secrets.created_at', 'desc').orderBy('secrets.id', 'desc').limit(page.limit + 1).execute();
+  return query
+    .orderBy('secrets.created_at', 'desc')
+    .orderBy('secrets.id', 'desc')
+    .limit(page.limit + 1)
+    .execute();
 }
 
 /**
@@ -177,7 +246,9 @@ export async function listApplicableSecrets(
   return db
     .selectFrom('secrets')
     .selectAll()
-    .where('project_id', '=', (eb) => eb.selectFrom('services').select('project_id').where('id', '=', target.serviceId))
+    .where('project_id', '=', (eb) =>
+      eb.selectFrom('services').select('project_id').where('id', '=', target.serviceId),
+    )
     .where((eb) =>
       eb.or([
         eb.and([eb('environment_id', 'is', null), eb('service_id', 'is', null)]),
@@ -189,16 +260,24 @@ export async function listApplicableSecrets(
 }
 
 /** The project's, its environments' and the service's own secrets — not other services'. */
-export async function listProjectSecretsFor(db: LockboxDb | LockboxTrx, serviceId: string): Promise<SecretRow[]> {
+export async function listProjectSecretsFor(
+  db: LockboxDb | LockboxTrx,
+  serviceId: string,
+): Promise<SecretRow[]> {
   return db
     .selectFrom('secrets')
     .selectAll()
-    .where('project_id', '=', (eb) => eb.selectFrom('services').select('project_id').where('id', '=', serviceId))
+    .where('project_id', '=', (eb) =>
+      eb.selectFrom('services').select('project_id').where('id', '=', serviceId),
+    )
     .where((eb) => eb.or([eb('service_id', 'is', null), eb('service_id', '=', serviceId)]))
     .execute();
 }
 
-export async function listSecretsByIds(db: LockboxDb | LockboxTrx, ids: string[]): Promise<SecretRow[]> {
+export async function listSecretsByIds(
+  db: LockboxDb | LockboxTrx,
+  ids: string[],
+): Promise<SecretRow[]> {
   if (ids.length === 0) return [];
   return db.selectFrom('secrets').selectAll().where('id', 'in', ids).execute();
 }
@@ -211,12 +290,25 @@ export async function findVersions(
   return db
     .selectFrom('secret_versions')
     .selectAll()
-    .where((eb) => eb.or(pins.map((pin) => eb.and([eb('secret_id', '=', pin.secretId), eb('version', '=', pin.version)]))))
+    .where((eb) =>
+      eb.or(
+        pins.map((pin) =>
+          eb.and([eb('secret_id', '=', pin.secretId), eb('version', '=', pin.version)]),
+        ),
+      ),
+    )
     .execute();
 }
 
-export async function findDeploymentPins(db: LockboxDb | LockboxTrx, deploymentId: string): Promise<Record<string, number> | undefined> {
-  const row = await db.selectFrom('deployment_secrets').select('versions').where('deployment_id', '=', deploymentId).executeTakeFirst();
+export async function findDeploymentPins(
+  db: LockboxDb | LockboxTrx,
+  deploymentId: string,
+): Promise<Record<string, number> | undefined> {
+  const row = await db
+    .selectFrom('deployment_secrets')
+    .select('versions')
+    .where('deployment_id', '=', deploymentId)
+    .executeTakeFirst();
   return row?.versions;
 }
 
@@ -235,8 +327,17 @@ export async function ensureDeploymentPins(
 }
 
 /** Version rows sealed by a master key other than `currentKeyId` (and not one of `skip`). */
-export async function listVersionsToRewrap(db: LockboxDb, currentKeyId: string, skip: string[], limit: number): Promise<SecretVersionRow[]> {
-  let query = db.selectFrom('secret_versions').selectAll().where('key_id', 'is not', null).where('key_id', '<>', currentKeyId);
+export async function listVersionsToRewrap(
+  db: LockboxDb,
+  currentKeyId: string,
+  skip: string[],
+  limit: number,
+): Promise<SecretVersionRow[]> {
+  let query = db
+    .selectFrom('secret_versions')
+    .selectAll()
+    .where('key_id', 'is not', null)
+    .where('key_id', '<>', currentKeyId);
   if (skip.length > 0) query = query.where('key_id', 'not in', skip);
   return query.limit(limit).execute();
 }
@@ -251,7 +352,12 @@ export async function listStagedToRewrap(db: LockboxDb, currentKeyId: string) {
     .execute();
 }
 
-export async function replaceStagedKey(db: LockboxDb, rotationId: string, keyId: string, next: { keyId: string; wrappedKey: Buffer }): Promise<boolean> {
+export async function replaceStagedKey(
+  db: LockboxDb,
+  rotationId: string,
+  keyId: string,
+  next: { keyId: string; wrappedKey: Buffer },
+): Promise<boolean> {
   const result = await db
     .updateTable('secret_rotations')
     .set({ staged_key_id: next.keyId, staged_wrapped_key: next.wrappedKey })

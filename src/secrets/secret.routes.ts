@@ -21,13 +21,17 @@ import {
   VersionQuery,
 } from './secret.schema.js';
 import type { Caller, ScopeRef } from './secret.service.js';
-import type { Lockbox } from './lockbox.js';
 
 const Name = Type.String({ minLength: 1, maxLength: 255, pattern: '^[A-Za-z_][A-Za-z0-9_]*$' });
 const Slug = Type.String({ minLength: 1, maxLength: 63 });
 
 /** The three places secrets live, each a URL prefix and how its params name the scope. */
-const SCOPES: Array<{ prefix: string; params: TObject; tag: string; ref(params: Record<string, string>): ScopeRef }> = [
+const SCOPES: Array<{
+  prefix: string;
+  params: TObject;
+  tag: string;
+  ref(params: Record<string, string>): ScopeRef;
+}> = [
   {
     prefix: '/projects/:project/secrets',
     params: Type.Object({ project: Slug }),
@@ -58,7 +62,8 @@ function paramsOf(request: FastifyRequest): Record<string, string> {
 
 function bytesOf(body: SecretValueBody): Buffer {
   const value = valueOfBody(body);
-  if (value === undefined) throw new AppError('SECRET_VALUE_INVALID', 'Give exactly one of value and valueBase64');
+  if (value === undefined)
+    throw new AppError('SECRET_VALUE_INVALID', 'Give exactly one of value and valueBase64');
   return value;
 }
 
@@ -74,19 +79,48 @@ export function registerSecretRoutes(app: AppInstance, deps: AppDeps): void {
     const about = (what: string) => `${what} (${scope.tag} scope)`;
 
     app.get(scope.prefix, {
-      schema: { tags, description: about('Lists secrets: names, versions, timestamps; never values'), params: scope.params, querystring: PageQuery, response: { 200: pageOf(SecretSchema), ...commonErrors } },
-      handler: async (request) => secrets.list(callerOf(request), at(request), toPageRequest(request.query as PageQuery)),
+      schema: {
+        tags,
+        description: about('Lists secrets: names, versions, timestamps; never values'),
+        params: scope.params,
+        querystring: PageQuery,
+        response: { 200: pageOf(SecretSchema), ...commonErrors },
+      },
+      handler: async (request) =>
+        secrets.list(callerOf(request), at(request), toPageRequest(request.query as PageQuery)),
     });
     app.get(`${scope.prefix}/:name`, {
-      schema: { tags, description: about('One secret\'s metadata'), params: one, response: { 200: SecretSchema, ...commonErrors } },
+      schema: {
+        tags,
+        description: about("One secret's metadata"),
+        params: one,
+        response: { 200: SecretSchema, ...commonErrors },
+      },
       handler: async (request) => secrets.get(callerOf(request), at(request), name(request)),
     });
     app.put(`${scope.prefix}/:name`, {
-      schema: { tags, description: about('Writes a new version (creating the secret on its first write)'), params: one, body: SecretValueBody, response: { 200: SecretSchema, ...commonErrors } },
-      handler: async (request) => secrets.set(callerOf(request), at(request), name(request), bytesOf(request.body as SecretValueBody)),
+      schema: {
+        tags,
+        description: about('Writes a new version (creating the secret on its first write)'),
+        params: one,
+        body: SecretValueBody,
+        response: { 200: SecretSchema, ...commonErrors },
+      },
+      handler: async (request) =>
+        secrets.set(
+          callerOf(request),
+          at(request),
+          name(request),
+          bytesOf(request.body as SecretValueBody),
+        ),
     });
     app.delete(`${scope.prefix}/:name`, {
-      schema: { tags, description: about('Deletes the secret and every version'), params: one, response: { 204: Type.Null(), ...commonErrors } },
+      schema: {
+        tags,
+        description: about('Deletes the secret and every version'),
+        params: one,
+        response: { 204: Type.Null(), ...commonErrors },
+      },
       handler: async (request, reply) => {
         await secrets.remove(callerOf(request), at(request), name(request));
         void reply.status(204);
@@ -94,28 +128,83 @@ export function registerSecretRoutes(app: AppInstance, deps: AppDeps): void {
       },
     });
     app.get(`${scope.prefix}/:name/value`, {
-      schema: { tags, description: about('Reads a value (the current version unless ?version=); the read is audited'), params: one, querystring: VersionQuery, response: { 200: SecretValue, ...commonErrors } },
+      schema: {
+        tags,
+        description: about(
+          'Reads a value (the current version unless ?version=); the read is audited',
+        ),
+        params: one,
+        querystring: VersionQuery,
+        response: { 200: SecretValue, ...commonErrors },
+      },
       handler: async (request, reply) => {
         void reply.header('cache-control', 'no-store');
         const { version } = request.query as { version?: number };
-        const read = await secrets.readValue(callerOf(request), at(request), name(request), version);
-        return { name: read.name, version: read.version, isCurrent: read.isCurrent, ...encodeValue(read.value) };
+        const read = await secrets.readValue(
+          callerOf(request),
+          at(request),
+          name(request),
+          version,
+        );
+        return {
+          name: read.name,
+          version: read.version,
+          isCurrent: read.isCurrent,
+          ...encodeValue(read.value),
+        };
       },
     });
     app.get(`${scope.prefix}/:name/versions`, {
-      schema: { tags, description: about('Every version with its state'), params: one, response: { 200: SecretVersions, ...commonErrors } },
+      schema: {
+        tags,
+        description: about('Every version with its state'),
+        params: one,
+        response: { 200: SecretVersions, ...commonErrors },
+      },
       handler: async (request) => secrets.versions(callerOf(request), at(request), name(request)),
     });
     app.post(`${scope.prefix}/:name/restore`, {
-      schema: { tags, description: about('Makes an earlier version current again'), params: one, body: RestoreBody, response: { 200: SecretSchema, ...commonErrors } },
-      handler: async (request) => secrets.restore(callerOf(request), at(request), name(request), (request.body as { version: number }).version),
+      schema: {
+        tags,
+        description: about('Makes an earlier version current again'),
+        params: one,
+        body: RestoreBody,
+        response: { 200: SecretSchema, ...commonErrors },
+      },
+      handler: async (request) =>
+        secrets.restore(
+          callerOf(request),
+          at(request),
+          name(request),
+          (request.body as { version: number }).version,
+        ),
     });
     app.post(`${scope.prefix}/:name/destroy`, {
-      schema: { tags, description: about('Destroys old versions for good (Owner)'), params: one, body: DestroyBody, response: { 200: Destroyed, ...commonErrors } },
-      handler: async (request) => secrets.destroyVersions(callerOf(request), at(request), name(request), (request.body as { versions: number[] }).versions),
+      schema: {
+        tags,
+        description: about('Destroys old versions for good (Owner)'),
+        params: one,
+        body: DestroyBody,
+        response: { 200: Destroyed, ...commonErrors },
+      },
+      handler: async (request) =>
+        secrets.destroyVersions(
+          callerOf(request),
+          at(request),
+          name(request),
+          (request.body as { versions: number[] }).versions,
+        ),
     });
     app.post(`${scope.prefix}/:name/rotate`, {
-      schema: { tags, description: about('Rotates the secret as a job: new version, roll deployments, verify, or undo. Honors Idempotency-Key.'), params: one, body: RotateBody, response: { 202: Accepted, ...commonErrors } },
+      schema: {
+        tags,
+        description: about(
+          'Rotates the secret as a job: new version, roll deployments, verify, or undo. Honors Idempotency-Key.',
+        ),
+        params: one,
+        body: RotateBody,
+        response: { 202: Accepted, ...commonErrors },
+      },
       handler: async (request, reply) => {
         const caller = callerOf(request);
         void reply.status(202);
@@ -125,8 +214,20 @@ export function registerSecretRoutes(app: AppInstance, deps: AppDeps): void {
       },
     });
     app.get(`${scope.prefix}/:name/rotations`, {
-      schema: { tags, description: about('Rotation history of the secret'), params: one, querystring: PageQuery, response: { 200: pageOf(RotationSchema), ...commonErrors } },
-      handler: async (request) => rotations.listForSecret(callerOf(request), at(request), name(request), toPageRequest(request.query as PageQuery)),
+      schema: {
+        tags,
+        description: about('Rotation history of the secret'),
+        params: one,
+        querystring: PageQuery,
+        response: { 200: pageOf(RotationSchema), ...commonErrors },
+      },
+      handler: async (request) =>
+        rotations.listForSecret(
+          callerOf(request),
+          at(request),
+          name(request),
+          toPageRequest(request.query as PageQuery),
+        ),
     });
   }
 
@@ -135,7 +236,14 @@ export function registerSecretRoutes(app: AppInstance, deps: AppDeps): void {
     handler: async (request) => rotations.get(callerOf(request), request.params.id),
   });
   app.get('/services/:id/secret-rotations', {
-    schema: { tags, description: 'Rotations that touched the service', params: IdParams, querystring: PageQuery, response: { 200: pageOf(RotationSchema), ...commonErrors } },
-    handler: async (request) => rotations.listForService(callerOf(request), request.params.id, toPageRequest(request.query)),
+    schema: {
+      tags,
+      description: 'Rotations that touched the service',
+      params: IdParams,
+      querystring: PageQuery,
+      response: { 200: pageOf(RotationSchema), ...commonErrors },
+    },
+    handler: async (request) =>
+      rotations.listForService(callerOf(request), request.params.id, toPageRequest(request.query)),
   });
 }

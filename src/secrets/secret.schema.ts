@@ -1,8 +1,17 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Nullable, Timestamp, Uuid } from '../platform/http/schemas.js';
-import type { RotationRow, RotationTargetRow, SecretRow, SecretVersionRow } from './secret.tables.js';
+import type {
+  RotationRow,
+  RotationTargetRow,
+  SecretRow,
+  SecretVersionRow,
+} from './secret.tables.js';
 
-const SecretName = Type.String({ minLength: 1, maxLength: 255, pattern: '^[A-Za-z_][A-Za-z0-9_]*$' });
+const SecretName = Type.String({
+  minLength: 1,
+  maxLength: 255,
+  pattern: '^[A-Za-z_][A-Za-z0-9_]*$',
+});
 
 export const SecretNameParams = Type.Object({ name: SecretName });
 
@@ -10,7 +19,11 @@ export const SecretNameParams = Type.Object({ name: SecretName });
 export const SecretSchema = Type.Object({
   id: Uuid,
   name: Type.String(),
-  scope: Type.Union([Type.Literal('project'), Type.Literal('environment'), Type.Literal('service')]),
+  scope: Type.Union([
+    Type.Literal('project'),
+    Type.Literal('environment'),
+    Type.Literal('service'),
+  ]),
   environmentId: Nullable(Uuid),
   serviceId: Nullable(Uuid),
   currentVersion: Type.Integer(),
@@ -41,7 +54,9 @@ export const SecretVersions = Type.Object({
 export const SecretValueBody = Type.Object(
   {
     value: Type.Optional(Type.String({ minLength: 1, maxLength: 65_536 })),
-    valueBase64: Type.Optional(Type.String({ minLength: 1, maxLength: 87_384, pattern: '^[A-Za-z0-9+/]*={0,2}$' })),
+    valueBase64: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 87_384, pattern: '^[A-Za-z0-9+/]*={0,2}$' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -55,8 +70,14 @@ export const SecretValue = Type.Object({
   valueBase64: Type.String(),
 });
 
-export const VersionQuery = Type.Object({ version: Type.Optional(Type.Integer({ minimum: 1 })) }, { additionalProperties: false });
-export const RestoreBody = Type.Object({ version: Type.Integer({ minimum: 1 }) }, { additionalProperties: false });
+export const VersionQuery = Type.Object(
+  { version: Type.Optional(Type.Integer({ minimum: 1 })) },
+  { additionalProperties: false },
+);
+export const RestoreBody = Type.Object(
+  { version: Type.Integer({ minimum: 1 }) },
+  { additionalProperties: false },
+);
 export const DestroyBody = Type.Object(
   { versions: Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: 100 }) },
   { additionalProperties: false },
@@ -67,7 +88,9 @@ export const Destroyed = Type.Object({ destroyed: Type.Array(Type.Integer()) });
 export const RotateBody = Type.Object(
   {
     value: Type.Optional(Type.String({ minLength: 1, maxLength: 65_536 })),
-    valueBase64: Type.Optional(Type.String({ minLength: 1, maxLength: 87_384, pattern: '^[A-Za-z0-9+/]*={0,2}$' })),
+    valueBase64: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 87_384, pattern: '^[A-Za-z0-9+/]*={0,2}$' }),
+    ),
     generateBytes: Type.Optional(Type.Integer({ minimum: 16, maximum: 1024 })),
   },
   { additionalProperties: false },
@@ -96,7 +119,8 @@ export const RotationSchema = Type.Object({
 });
 
 export function toSecretResponse(row: SecretRow): Static<typeof SecretSchema> {
-  const scope = row.environment_id !== null ? 'environment' : row.service_id !== null ? 'service' : 'project';
+  const scope =
+    row.environment_id !== null ? 'environment' : row.service_id !== null ? 'service' : 'project';
   return {
     id: row.id,
     name: row.name,
@@ -110,7 +134,10 @@ export function toSecretResponse(row: SecretRow): Static<typeof SecretSchema> {
   };
 }
 
-export function toVersionResponse(row: SecretVersionRow, secret: SecretRow): Static<typeof SecretVersionSchema> {
+export function toVersionResponse(
+  row: SecretVersionRow,
+  secret: SecretRow,
+): Static<typeof SecretVersionSchema> {
   return {
     version: row.version,
     state: row.state,
@@ -121,7 +148,10 @@ export function toVersionResponse(row: SecretVersionRow, secret: SecretRow): Sta
   };
 }
 
-export function toRotationResponse(row: RotationRow, targets: RotationTargetRow[]): Static<typeof RotationSchema> {
+export function toRotationResponse(
+  row: RotationRow,
+  targets: RotationTargetRow[],
+): Static<typeof RotationSchema> {
   return {
     id: row.id,
     secretId: row.secret_id,
@@ -143,7 +173,10 @@ export function toRotationResponse(row: RotationRow, targets: RotationTargetRow[
 }
 
 /** The bytes a value body carries; exactly one of its two fields must be set. */
-export function valueOfBody(body: { value?: string | undefined; valueBase64?: string | undefined }): Buffer | undefined {
+export function valueOfBody(body: {
+  value?: string | undefined;
+  valueBase64?: string | undefined;
+}): Buffer | undefined {
   if (body.value !== undefined && body.valueBase64 !== undefined) return undefined;
   if (body.value !== undefined) return Buffer.from(body.value, 'utf8');
   if (body.valueBase64 !== undefined) return Buffer.from(body.valueBase64, 'base64');

@@ -18,13 +18,7 @@ type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 export type SecretBackendName = 'builtin' | 'vault';
 export type SecretVersionState = 'pending' | 'active' | 'superseded' | 'rolled_back' | 'destroyed';
 export type RotationState =
-  | 'requested'
-  | 'written'
-  | 'rolling'
-  | 'verifying'
-  | 'succeeded'
-  | 'rolling_back'
-  | 'rolled_back';
+  'requested' | 'written' | 'rolling' | 'verifying' | 'succeeded' | 'rolling_back' | 'rolled_back';
 
 export interface SecretsTable {
   id: Generated<string>;
@@ -114,7 +108,8 @@ export function scopeOf(row: SecretRow): SecretScope {
   if (row.environment_id !== null) {
     return { kind: 'environment', projectId: row.project_id, environmentId: row.environment_id };
   }
-  if (row.service_id !== null) return { kind: 'service', projectId: row.project_id, serviceId: row.service_id };
+  if (row.service_id !== null)
+    return { kind: 'service', projectId: row.project_id, serviceId: row.service_id };
   return { kind: 'project', projectId: row.project_id };
 }
 

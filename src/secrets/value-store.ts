@@ -32,14 +32,23 @@ export function createBuiltinStore(keys: MasterKeyRing): SecretValueStore {
     backend: 'builtin',
     async put(secretId, version, value) {
       const sealed = sealValue(keys, value, versionContext(secretId, version));
-      return { key_id: sealed.keyId, wrapped_key: sealed.wrappedKey, ciphertext: sealed.ciphertext, backend_version: null };
+      return {
+        key_id: sealed.keyId,
+        wrapped_key: sealed.wrappedKey,
+        ciphertext: sealed.ciphertext,
+        backend_version: null,
+      };
     },
     async get(secretId, row) {
       if (row.key_id === null || row.wrapped_key === null || row.ciphertext === null) {
         throw new AppError('SECRET_VERSION_NOT_FOUND', `Version ${row.version} holds no value`);
       }
       try {
-        return openValue(keys, { keyId: row.key_id, wrappedKey: row.wrapped_key, ciphertext: row.ciphertext }, versionContext(secretId, row.version));
+        return openValue(
+          keys,
+          { keyId: row.key_id, wrappedKey: row.wrapped_key, ciphertext: row.ciphertext },
+          versionContext(secretId, row.version),
+        );
       } catch (error) {
         if (!(error instanceof SecretCryptoError)) throw error;
         throw new AppError('INTERNAL', 'A stored secret could not be decrypted', { cause: error });
@@ -64,19 +73,36 @@ export function createVaultStore(client: VaultKvClient, prefix: string): SecretV
     async put(secretId, _version, value) {
       const path = pathOf(secretId);
       const metadata = await client.readMetadata(path);
-      const written = await client.write(path, { value: value.toString('base64') }, { cas: metadata?.currentVersion ?? 0 });
-      return { key_id: null, wrapped_key: null, ciphertext: null, backend_version: written.version };
+      const written = await client.write(
+        path,
+        { value: value.toString('base64') },
+        { cas: metadata?.currentVersion ?? 0 },
+      );
+      return {
+        key_id: null,
+        wrapped_key: null,
+        ciphertext: null,
+        backend_version: written.version,
+      };
     },
     async get(secretId, row) {
-      const found = row.backend_version === null ? undefined : await client.read(pathOf(secretId), row.backend_version);
+      const found =
+        row.backend_version === null
+          ? undefined
+          : await client.read(pathOf(secretId), row.backend_version);
       const encoded = found?.data['value'];
       if (typeof encoded !== 'string') {
-        throw new AppError('SECRET_VERSION_NOT_FOUND', `Version ${row.version} holds no value in Vault`);
+        throw new AppError(
+          'SECRET_VERSION_NOT_FOUND',
+          `Version ${row.version} holds no value in Vault`,
+        );
       }
       return Buffer.from(encoded, 'base64');
     },
     async destroy(secretId, rows) {
-      const versions = rows.flatMap((row) => (row.backend_version === null ? [] : [row.backend_version]));
+      const versions = rows.flatMap((row) =>
+        row.backend_version === null ? [] : [row.backend_version],
+      );
       await client.destroy(pathOf(secretId), versions);
     },
     async remove(secretId) {

@@ -43,24 +43,40 @@ export class VaultKvClient {
   }
 
   /** A version's data (the current one when `version` is absent); undefined when absent, deleted or destroyed. */
-  async read(path: string, version?: number): Promise<{ data: Record<string, unknown>; metadata: VaultVersionMetadata } | undefined> {
+  async read(
+    path: string,
+    version?: number,
+  ): Promise<{ data: Record<string, unknown>; metadata: VaultVersionMetadata } | undefined> {
     const query = version === undefined ? '' : `?version=${version}`;
     const response = await this.#send('GET', `data/${path}${query}`);
     if (response.status === 404) return undefined;
     this.#expect(response, [200]);
     const data = field(response.body, 'data');
-    return { data: objectOf(field(data, 'data')), metadata: toVersionMetadata(field(data, 'metadata')) };
+    return {
+      data: objectOf(field(data, 'data')),
+      metadata: toVersionMetadata(field(data, 'metadata')),
+    };
   }
 
   /**
    * Writes a new version. With `cas`, Vault accepts the write only if the current version is
    * `cas` (0: only if the path holds nothing); otherwise the write fails with SECRET_CONFLICT.
    */
-  async write(path: string, data: Record<string, string>, options: { cas?: number } = {}): Promise<VaultVersionMetadata> {
+  async write(
+    path: string,
+    data: Record<string, string>,
+    options: { cas?: number } = {},
+  ): Promise<VaultVersionMetadata> {
     const body = { data, ...(options.cas === undefined ? {} : { options: { cas: options.cas } }) };
     const response = await this.#send('POST', `data/${path}`, body);
-    if (response.status === 400 && errorsOf(response.body).some((message) => CAS_MISMATCH.test(message))) {
-      throw new AppError('SECRET_CONFLICT', 'The secret changed in Vault since it was read; retry the write');
+    if (
+      response.status === 400 &&
+      errorsOf(response.body).some((message) => CAS_MISMATCH.test(message))
+    ) {
+      throw new AppError(
+        'SECRET_CONFLICT',
+        'The secret changed in Vault since it was read; retry the write',
+      );
     }
     this.#expect(response, [200]);
     return toVersionMetadata(field(response.body, 'data'));
@@ -91,7 +107,10 @@ export class VaultKvClient {
 
   async #send(method: string, suffix: string, body?: unknown): Promise<VaultResponse> {
     const { address, mount, namespace, timeoutMs } = this.#options;
-    const headers: Record<string, string> = { 'x-vault-token': await this.#options.token(), accept: 'application/json' };
+    const headers: Record<string, string> = {
+      'x-vault-token': await this.#options.token(),
+      accept: 'application/json',
+    };
     if (namespace !== undefined) headers['x-vault-namespace'] = namespace;
     if (body !== undefined) headers['content-type'] = 'application/json';
     let response: Response;
@@ -118,14 +137,21 @@ export class VaultKvClient {
 
   #expect(response: VaultResponse, statuses: number[]): void {
     if (statuses.includes(response.status)) return;
-    const cause = new Error(`vault answered ${response.status}: ${errorsOf(response.body).join('; ')}`);
-    const message = response.status === 403 ? 'Vault refused Switchyard\'s token' : `Vault answered ${response.status}`;
+    const cause = new Error(
+      `vault answered ${response.status}: ${errorsOf(response.body).join('; ')}`,
+    );
+    const message =
+      response.status === 403
+        ? "Vault refused Switchyard's token"
+        : `Vault answered ${response.status}`;
     throw new AppError('SECRET_STORE_UNAVAILABLE', message, { cause });
   }
 }
 
 function field(value: unknown, name: string): unknown {
-  return typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[name] : undefined;
+  return typeof value === 'object' && value !== null
+    ? (value as Record<string, unknown>)[name]
+    : undefined;
 }
 
 function objectOf(value: unknown): Record<string, unknown> {

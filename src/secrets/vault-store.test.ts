@@ -14,7 +14,12 @@ describe('Vault KV v2 client against a loopback Vault', () => {
   let client: VaultKvClient;
   before(async () => {
     vault = await startFakeVault({ token: 'root-token' });
-    client = new VaultKvClient({ address: vault.address, mount: 'secret', token: async () => vault.token, timeoutMs: 2_000 });
+    client = new VaultKvClient({
+      address: vault.address,
+      mount: 'secret',
+      token: async () => vault.token,
+      timeoutMs: 2_000,
+    });
   });
   after(async () => vault.close());
 
@@ -31,7 +36,9 @@ describe('Vault KV v2 client against a loopback Vault', () => {
 
   it('refuses a write whose check-and-set version is stale', async () => {
     await client.write('app/cas', { value: 'a' }, { cas: 0 });
-    await assert.rejects(client.write('app/cas', { value: 'b' }, { cas: 0 }), { code: 'SECRET_CONFLICT' });
+    await assert.rejects(client.write('app/cas', { value: 'b' }, { cas: 0 }), {
+      code: 'SECRET_CONFLICT',
+    });
   });
 
   it('destroys versions for good and deletes whole paths', async () => {
@@ -45,9 +52,22 @@ describe('Vault KV v2 client against a loopback Vault', () => {
   });
 
   it('answers SECRET_STORE_UNAVAILABLE for a refused token or an unreachable Vault', async () => {
-    const wrong = new VaultKvClient({ address: vault.address, mount: 'secret', token: async () => 'stale', timeoutMs: 2_000 });
-    await assert.rejects(wrong.read('app/db'), { code: 'SECRET_STORE_UNAVAILABLE', message: "Vault refused Switchyard's token" });
-    const nowhere = new VaultKvClient({ address: 'http://127.0.0.1:9', mount: 'secret', token: async () => 't', timeoutMs: 2_000 });
+    const wrong = new VaultKvClient({
+      address: vault.address,
+      mount: 'secret',
+      token: async () => 'stale',
+      timeoutMs: 2_000,
+    });
+    await assert.rejects(wrong.read('app/db'), {
+      code: 'SECRET_STORE_UNAVAILABLE',
+      message: "Vault refused Switchyard's token",
+    });
+    const nowhere = new VaultKvClient({
+      address: 'http://127.0.0.1:9',
+      mount: 'secret',
+      token: async () => 't',
+      timeoutMs: 2_000,
+    });
     await assert.rejects(nowhere.read('app/db'), { code: 'SECRET_STORE_UNAVAILABLE' });
   });
 });
@@ -64,7 +84,11 @@ for (const backend of testBackends()) {
       writeFileSync(tokenFile, 'token-one\n', { mode: 0o600 });
       vault = await startFakeVault({ token: 'token-one' });
       t = await startLockboxApp(backend, {
-        env: { SWITCHYARD_SECRETS_BACKEND: 'vault', SWITCHYARD_VAULT_ADDR: vault.address, SWITCHYARD_VAULT_TOKEN_PATH: tokenFile },
+        env: {
+          SWITCHYARD_SECRETS_BACKEND: 'vault',
+          SWITCHYARD_VAULT_ADDR: vault.address,
+          SWITCHYARD_VAULT_TOKEN_PATH: tokenFile,
+        },
       });
     });
     after(async () => {
@@ -77,8 +101,18 @@ for (const backend of testBackends()) {
       const { owner, serviceId } = await seedProject(t.app);
       const url = `/v1/services/${serviceId}/secrets/SIGNING_KEY`;
       const binary = randomBytes(48);
-      await t.app.inject({ method: 'PUT', url, headers: owner.headers, payload: { value: 'multi\nline\n' } });
-      const second = await t.app.inject({ method: 'PUT', url, headers: owner.headers, payload: { valueBase64: binary.toString('base64') } });
+      await t.app.inject({
+        method: 'PUT',
+        url,
+        headers: owner.headers,
+        payload: { value: 'multi\nline\n' },
+      });
+      const second = await t.app.inject({
+        method: 'PUT',
+        url,
+        headers: owner.headers,
+        payload: { valueBase64: binary.toString('base64') },
+      });
       assert.equal(second.statusCode, 200, second.body);
 
       const secretId = second.json().id as string;
@@ -86,19 +120,33 @@ for (const backend of testBackends()) {
       assert.equal(stored?.length, 2);
       assert.equal(stored?.[0]?.data?.['value'], Buffer.from('multi\nline\n').toString('base64'));
       const rows = await t.deps.database.db
-        .withTables<{ secret_versions: { secret_id: string; ciphertext: Buffer | null; backend_version: number | null } }>()
+        .withTables<{
+          secret_versions: {
+            secret_id: string;
+            ciphertext: Buffer | null;
+            backend_version: number | null;
+          };
+        }>()
         .selectFrom('secret_versions')
         .select(['ciphertext', 'backend_version'])
         .where('secret_id', '=', secretId)
         .execute();
-      assert.deepEqual(rows.map((row) => [row.ciphertext, row.backend_version]).sort(), [[null, 1], [null, 2]]);
+      assert.deepEqual(rows.map((row) => [row.ciphertext, row.backend_version]).sort(), [
+        [null, 1],
+        [null, 2],
+      ]);
 
       const first = await t.app.inject({ url: `${url}/value?version=1`, headers: owner.headers });
       assert.equal(first.json().value, 'multi\nline\n');
       const latest = await t.app.inject({ url: `${url}/value`, headers: owner.headers });
       assert.deepEqual(Buffer.from(latest.json().valueBase64, 'base64'), binary);
 
-      const destroyed = await t.app.inject({ method: 'POST', url: `${url}/destroy`, headers: owner.headers, payload: { versions: [1] } });
+      const destroyed = await t.app.inject({
+        method: 'POST',
+        url: `${url}/destroy`,
+        headers: owner.headers,
+        payload: { versions: [1] },
+      });
       assert.deepEqual(destroyed.json().destroyed, [1]);
       assert.equal(stored?.[0]?.destroyed, true);
     });
@@ -106,13 +154,28 @@ for (const backend of testBackends()) {
     it('answers SECRET_CONFLICT when another writer changes the path mid-write', async () => {
       const { owner, serviceId } = await seedProject(t.app);
       const url = `/v1/services/${serviceId}/secrets/RACED`;
-      const created = await t.app.inject({ method: 'PUT', url, headers: owner.headers, payload: { value: 'v1' } });
+      const created = await t.app.inject({
+        method: 'PUT',
+        url,
+        headers: owner.headers,
+        payload: { value: 'v1' },
+      });
       const path = `switchyard/${created.json().id as string}`;
       vault.beforeWrite = (written) => {
         vault.beforeWrite = undefined;
-        vault.paths.get(written)?.push({ data: { value: 'b3V0c2lkZQ==' }, created_time: '', deletion_time: '', destroyed: false });
+        vault.paths.get(written)?.push({
+          data: { value: 'b3V0c2lkZQ==' },
+          created_time: '',
+          deletion_time: '',
+          destroyed: false,
+        });
       };
-      const raced = await t.app.inject({ method: 'PUT', url, headers: owner.headers, payload: { value: 'v2-secret-value' } });
+      const raced = await t.app.inject({
+        method: 'PUT',
+        url,
+        headers: owner.headers,
+        payload: { value: 'v2-secret-value' },
+      });
       assert.equal(raced.statusCode, 409);
       assert.equal(raced.json().error.code, 'SECRET_CONFLICT');
       assert.ok(!raced.body.includes('v2-secret-value'));
@@ -123,7 +186,12 @@ for (const backend of testBackends()) {
     it('uses a rotated Vault token file at once, without a restart', async () => {
       const { owner, serviceId } = await seedProject(t.app);
       const url = `/v1/services/${serviceId}/secrets/ROTATED_TOKEN`;
-      await t.app.inject({ method: 'PUT', url, headers: owner.headers, payload: { value: 'before' } });
+      await t.app.inject({
+        method: 'PUT',
+        url,
+        headers: owner.headers,
+        payload: { value: 'before' },
+      });
 
       vault.token = 'token-two';
       const refused = await t.app.inject({ url: `${url}/value`, headers: owner.headers });
@@ -134,7 +202,10 @@ for (const backend of testBackends()) {
       const read = await t.app.inject({ url: `${url}/value`, headers: owner.headers });
       assert.equal(read.json().value, 'before');
       assert.equal(vault.requests.at(-1)?.token, 'token-two');
-      assert.ok(!t.logs.some((line) => line.includes('token-one') || line.includes('token-two')), 'tokens are in no log line');
+      assert.ok(
+        !t.logs.some((line) => line.includes('token-one') || line.includes('token-two')),
+        'tokens are in no log line',
+      );
     });
   });
 }

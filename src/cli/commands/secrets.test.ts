@@ -22,7 +22,14 @@ describe('switchyard secrets', { timeout: 90_000 }, () => {
     cli = await cliFor(t);
     await registerThroughCli(cli);
     assert.equal((await cli.run(['projects', 'create', project, '--slug', project])).code, 0);
-    const service = await cli.run(['services', 'create', project, 'web', '--git', 'https://github.com/acme/web.git']);
+    const service = await cli.run([
+      'services',
+      'create',
+      project,
+      'web',
+      '--git',
+      'https://github.com/acme/web.git',
+    ]);
     assert.equal(service.code, 0, service.stderr);
   });
   after(async () => {
@@ -40,30 +47,84 @@ describe('switchyard secrets', { timeout: 90_000 }, () => {
 
     const file = join(dir, 'pem');
     await writeFile(file, '-----BEGIN KEY-----\nabc\n-----END KEY-----\n');
-    const fromFile = await cli.run(['secrets', 'set', `${project}/web`, 'TLS_KEY', '--from-file', file]);
+    const fromFile = await cli.run([
+      'secrets',
+      'set',
+      `${project}/web`,
+      'TLS_KEY',
+      '--from-file',
+      file,
+    ]);
     assert.equal(fromFile.code, 0, fromFile.stderr);
-    assert.equal((await cli.run(['secrets', 'get', `${project}/web`, 'TLS_KEY'])).stdout, '-----BEGIN KEY-----\nabc\n-----END KEY-----\n');
+    assert.equal(
+      (await cli.run(['secrets', 'get', `${project}/web`, 'TLS_KEY'])).stdout,
+      '-----BEGIN KEY-----\nabc\n-----END KEY-----\n',
+    );
   });
 
   it('lists names and versions without values, and rolls back to a version', async () => {
-    await cli.run(['secrets', 'set', project, 'DB_PASSWORD', '--env', 'staging'], { stdin: 'first-pass' });
-    await cli.run(['secrets', 'set', project, 'DB_PASSWORD', '--env', 'staging'], { stdin: 'second-pass' });
+    await cli.run(['secrets', 'set', project, 'DB_PASSWORD', '--env', 'staging'], {
+      stdin: 'first-pass',
+    });
+    await cli.run(['secrets', 'set', project, 'DB_PASSWORD', '--env', 'staging'], {
+      stdin: 'second-pass',
+    });
     const listed = await cli.run(['secrets', 'list', project, '--env', 'staging']);
     assert.match(listed.stdout, /DB_PASSWORD\s+environment\s+2/);
     assert.ok(!listed.stdout.includes('first-pass') && !listed.stdout.includes('second-pass'));
 
-    const rolled = await cli.run(['secrets', 'rollback', project, 'DB_PASSWORD', '--env', 'staging', '--version', '1']);
+    const rolled = await cli.run([
+      'secrets',
+      'rollback',
+      project,
+      'DB_PASSWORD',
+      '--env',
+      'staging',
+      '--version',
+      '1',
+    ]);
     assert.equal(rolled.code, 0, rolled.stderr);
-    assert.equal((await cli.run(['secrets', 'get', project, 'DB_PASSWORD', '--env', 'staging'])).stdout, 'first-pass');
-    const versions = await cli.run(['secrets', 'versions', project, 'DB_PASSWORD', '--env', 'staging', '--json']);
-    assert.deepEqual(versions.json<{ data: Array<{ version: number; isCurrent: boolean }> }>().data.map((v) => [v.version, v.isCurrent]), [[2, false], [1, true]]);
-    const old = await cli.run(['secrets', 'get', project, 'DB_PASSWORD', '--env', 'staging', '--version', '2']);
+    assert.equal(
+      (await cli.run(['secrets', 'get', project, 'DB_PASSWORD', '--env', 'staging'])).stdout,
+      'first-pass',
+    );
+    const versions = await cli.run([
+      'secrets',
+      'versions',
+      project,
+      'DB_PASSWORD',
+      '--env',
+      'staging',
+      '--json',
+    ]);
+    assert.deepEqual(
+      versions
+        .json<{ data: Array<{ version: number; isCurrent: boolean }> }>()
+        .data.map((v) => [v.version, v.isCurrent]),
+      [
+        [2, false],
+        [1, true],
+      ],
+    );
+    const old = await cli.run([
+      'secrets',
+      'get',
+      project,
+      'DB_PASSWORD',
+      '--env',
+      'staging',
+      '--version',
+      '2',
+    ]);
     assert.equal(old.stdout, 'second-pass');
   });
 
   it('rotates and follows the rotation to its end', async () => {
     await cli.run(['secrets', 'set', `${project}/web`, 'TOKEN'], { stdin: 'before' });
-    const rotated = await cli.run(['secrets', 'rotate', `${project}/web`, 'TOKEN', '--stdin', '--follow'], { stdin: 'after' });
+    const rotated = await cli.run(
+      ['secrets', 'rotate', `${project}/web`, 'TOKEN', '--stdin', '--follow'],
+      { stdin: 'after' },
+    );
     assert.equal(rotated.code, 0, rotated.stderr);
     assert.match(rotated.stderr, /succeeded/);
     assert.equal((await cli.run(['secrets', 'get', `${project}/web`, 'TOKEN'])).stdout, 'after');

@@ -33,9 +33,12 @@ async function scopeOf(ctx: CommandContext, client: ApiClient): Promise<SecretSc
   const target = arg(ctx, 0);
   const environment = stringFlag(ctx.flags, 'env');
   const isService = target.includes('/') || isUuid(target);
-  if (!isService) return environment === undefined ? { project: target } : { project: target, environment };
+  if (!isService)
+    return environment === undefined ? { project: target } : { project: target, environment };
   if (environment !== undefined) {
-    throw new UsageError('--env narrows project secrets; a service secret reaches every environment');
+    throw new UsageError(
+      '--env narrows project secrets; a service secret reaches every environment',
+    );
   }
   return { serviceId: await resolveServiceId(client, target) };
 }
@@ -44,21 +47,26 @@ async function scopeOf(ctx: CommandContext, client: ApiClient): Promise<SecretSc
 async function readValue(ctx: CommandContext): Promise<Buffer> {
   const file = stringFlag(ctx.flags, 'from-file');
   const value = file === undefined ? await readStdinBytes(ctx.io.stdin) : await readFileBytes(file);
-  if (value.length === 0) throw new UsageError('the value is empty (pipe it in or use --from-file)');
-  if (value.length > MAX_VALUE_BYTES) throw new UsageError(`the value is larger than ${MAX_VALUE_BYTES} bytes`);
+  if (value.length === 0)
+    throw new UsageError('the value is empty (pipe it in or use --from-file)');
+  if (value.length > MAX_VALUE_BYTES)
+    throw new UsageError(`the value is larger than ${MAX_VALUE_BYTES} bytes`);
   return value;
 }
 
 async function readStdinBytes(stdin: CliInput): Promise<Buffer> {
   if (stdin.isTTY === true) {
-    throw new UsageError('pipe the value in (printf %s "$VALUE" | switchyard secrets …) or use --from-file');
+    throw new UsageError(
+      'pipe the value in (printf %s "$VALUE" | switchyard secrets …) or use --from-file',
+    );
   }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of stdin) {
     const buffer = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
     size += buffer.length;
-    if (size > MAX_VALUE_BYTES) throw new UsageError(`the value is larger than ${MAX_VALUE_BYTES} bytes`);
+    if (size > MAX_VALUE_BYTES)
+      throw new UsageError(`the value is larger than ${MAX_VALUE_BYTES} bytes`);
     chunks.push(buffer);
   }
   return Buffer.concat(chunks);
@@ -68,7 +76,10 @@ async function readFileBytes(path: string): Promise<Buffer> {
   try {
     return await readFile(path);
   } catch (error) {
-    throw new CliError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, EXIT.FAILURE);
+    throw new CliError(
+      `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+      EXIT.FAILURE,
+    );
   }
 }
 
@@ -122,7 +133,10 @@ const get: Command = {
     const read = await client.readSecret(await scopeOf(ctx, client), arg(ctx, 1), version);
     if (ctx.out.isJson) return ctx.out.result(read, () => '');
     if (read.value === undefined) {
-      throw new CliError('the value is not text; use --json for it as valueBase64', EXIT.VALIDATION);
+      throw new CliError(
+        'the value is not text; use --json for it as valueBase64',
+        EXIT.VALIDATION,
+      );
     }
     // Exactly the stored bytes: no newline is added.
     ctx.io.stdout.write(read.value);
@@ -171,12 +185,22 @@ const rotate: Command = {
   summary: 'rotate: new version, roll every deployment using it, verify health, or undo all',
   synopsis: `${SCOPE_SYNOPSIS} <NAME> [--from-file <path> | --stdin | --generate-bytes <n>] [--follow] [--timeout-seconds <s>]`,
   arity: [2, 2],
-  options: { ...scopeOptions, 'from-file': { type: 'string' }, stdin: { type: 'boolean' }, 'generate-bytes': { type: 'string' }, ...followOptions },
+  options: {
+    ...scopeOptions,
+    'from-file': { type: 'string' },
+    stdin: { type: 'boolean' },
+    'generate-bytes': { type: 'string' },
+    ...followOptions,
+  },
   async run(ctx) {
-    const isSupplied = booleanFlag(ctx.flags, 'stdin') || stringFlag(ctx.flags, 'from-file') !== undefined;
+    const isSupplied =
+      booleanFlag(ctx.flags, 'stdin') || stringFlag(ctx.flags, 'from-file') !== undefined;
     const generateBytes = integerFlag(ctx.flags, 'generate-bytes', 16, 1024);
-    if (isSupplied && generateBytes !== undefined) throw new UsageError('either supply a value or --generate-bytes, not both');
-    const input = isSupplied ? { valueBase64: (await readValue(ctx)).toString('base64') } : { generateBytes: generateBytes ?? 32 };
+    if (isSupplied && generateBytes !== undefined)
+      throw new UsageError('either supply a value or --generate-bytes, not both');
+    const input = isSupplied
+      ? { valueBase64: (await readValue(ctx)).toString('base64') }
+      : { generateBytes: generateBytes ?? 32 };
     const timeoutMs = followTimeoutMs(ctx);
     const client = await ctx.client();
     const accepted = await client.rotateSecret(await scopeOf(ctx, client), arg(ctx, 1), input);
@@ -189,7 +213,12 @@ const rotate: Command = {
 };
 
 /** Polls a rotation to its end: succeeded (0), rolled back (30) or still running at the timeout (40). */
-async function followRotation(ctx: CommandContext, client: ApiClient, id: string, timeoutMs: number): Promise<number> {
+async function followRotation(
+  ctx: CommandContext,
+  client: ApiClient,
+  id: string,
+  timeoutMs: number,
+): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   for (;;) {
@@ -220,6 +249,7 @@ function describeRotation(rotation: RotationResponse): string {
 
 export const secrets: CommandGroup = {
   name: 'secrets',
-  summary: 'versioned, encrypted secrets (on the server: `secrets rewrap` after a master key change)',
+  summary:
+    'versioned, encrypted secrets (on the server: `secrets rewrap` after a master key change)',
   subcommands: [list, set, get, versions, rotate, rollback],
 };

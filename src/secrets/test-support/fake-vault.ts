@@ -26,7 +26,10 @@ export interface FakeVault {
   close(): Promise<void>;
 }
 
-export async function startFakeVault(options: { mount?: string; token: string }): Promise<FakeVault> {
+export async function startFakeVault(options: {
+  mount?: string;
+  token: string;
+}): Promise<FakeVault> {
   const mount = options.mount ?? 'secret';
   const fake: FakeVault = {
     address: '',
@@ -37,22 +40,46 @@ export async function startFakeVault(options: { mount?: string; token: string })
     close: async () => undefined,
   };
 
-  const write = (path: string, data: Record<string, unknown>, cas: number | undefined, res: ServerResponse) => {
+  const write = (
+    path: string,
+    data: Record<string, unknown>,
+    cas: number | undefined,
+    res: ServerResponse,
+  ) => {
     fake.beforeWrite?.(path);
     const versions = fake.paths.get(path) ?? [];
     if (cas !== undefined && cas !== versions.length) {
-      return send(res, 400, { errors: [`check-and-set parameter did not match the current version`] });
+      return send(res, 400, {
+        errors: [`check-and-set parameter did not match the current version`],
+      });
     }
-    const stored: StoredVersion = { data, created_time: new Date().toISOString(), deletion_time: '', destroyed: false };
+    const stored: StoredVersion = {
+      data,
+      created_time: new Date().toISOString(),
+      deletion_time: '',
+      destroyed: false,
+    };
     versions.push(stored);
     fake.paths.set(path, versions);
-    return send(res, 200, { data: { version: versions.length, created_time: stored.created_time, deletion_time: '', destroyed: false, custom_metadata: null } });
+    return send(res, 200, {
+      data: {
+        version: versions.length,
+        created_time: stored.created_time,
+        deletion_time: '',
+        destroyed: false,
+        custom_metadata: null,
+      },
+    });
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://vault');
     const token = req.headers['x-vault-token'];
-    fake.requests.push({ method: req.method ?? '', path: url.pathname, token: typeof token === 'string' ? token : undefined });
+    fake.requests.push({
+      method: req.method ?? '',
+      path: url.pathname,
+      token: typeof token === 'string' ? token : undefined,
+    });
     if (token !== fake.token) return send(res, 403, { errors: ['permission denied'] });
     const prefix = `/v1/${mount}/`;
     if (!url.pathname.startsWith(prefix)) return send(res, 404, { errors: [] });
@@ -68,13 +95,37 @@ export async function startFakeVault(options: { mount?: string; token: string })
     if (kind === 'data' && req.method === 'GET') {
       const wanted = Number(url.searchParams.get('version') ?? versions?.length ?? 0);
       const found = versions?.[wanted - 1];
-      if (found === undefined || found.destroyed || found.data === undefined) return send(res, 404, { errors: [] });
-      return send(res, 200, { data: { data: found.data, metadata: { version: wanted, created_time: found.created_time, deletion_time: '', destroyed: false } } });
+      if (found === undefined || found.destroyed || found.data === undefined)
+        return send(res, 404, { errors: [] });
+      return send(res, 200, {
+        data: {
+          data: found.data,
+          metadata: {
+            version: wanted,
+            created_time: found.created_time,
+            deletion_time: '',
+            destroyed: false,
+          },
+        },
+      });
     }
     if (kind === 'metadata' && req.method === 'GET') {
       if (versions === undefined) return send(res, 404, { errors: [] });
-      const listed = Object.fromEntries(versions.map((v, i) => [String(i + 1), { created_time: v.created_time, deletion_time: v.deletion_time, destroyed: v.destroyed }]));
-      return send(res, 200, { data: { current_version: versions.length, oldest_version: 1, versions: listed, cas_required: false, max_versions: 0 } });
+      const listed = Object.fromEntries(
+        versions.map((v, i) => [
+          String(i + 1),
+          { created_time: v.created_time, deletion_time: v.deletion_time, destroyed: v.destroyed },
+        ]),
+      );
+      return send(res, 200, {
+        data: {
+          current_version: versions.length,
+          oldest_version: 1,
+          versions: listed,
+          cas_required: false,
+          max_versions: 0,
+        },
+      });
     }
     if (kind === 'metadata' && req.method === 'DELETE') {
       fake.paths.delete(path);

@@ -11,7 +11,11 @@ import { startWorkers, type Workers } from '../../platform/workers.js';
 import { inTransaction } from '../../platform/db/transaction.js';
 import { insertBuild, insertRelease } from '../../builds/build.repository.js';
 import { fakeResolver, signUp } from '../../../test/support/app.js';
-import { createTestDatabase, type Backend, type TestDatabase } from '../../../test/support/database.js';
+import {
+  createTestDatabase,
+  type Backend,
+  type TestDatabase,
+} from '../../../test/support/database.js';
 import type { RotationHooks } from '../rotation-runner.js';
 
 /**
@@ -55,12 +59,20 @@ export async function startLockboxApp(
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
-      logs.push(...chunk.toString('utf8').split('\n').filter((line) => line !== ''));
+      logs.push(
+        ...chunk
+          .toString('utf8')
+          .split('\n')
+          .filter((line) => line !== ''),
+      );
       done();
     },
   });
   // The production logger's settings (redaction paths included), writing into `logs`.
-  const logger = pino({ level: 'debug', redact: { paths: REDACTED_PATHS, censor: '[REDACTED]' } }, sink);
+  const logger = pino(
+    { level: 'debug', redact: { paths: REDACTED_PATHS, censor: '[REDACTED]' } },
+    sink,
+  );
   const deps = await createDependencies(config, logger, {
     ...(database === undefined ? {} : { database: database.database }),
     resolver: fakeResolver,
@@ -93,7 +105,12 @@ export async function seedProject(app: AppInstance) {
   sequence += 1;
   const owner = await signUp(app);
   const slug = `lockbox-${Date.now().toString(36)}-${sequence}`;
-  const project = await app.inject({ method: 'POST', url: '/v1/projects', headers: owner.headers, payload: { name: 'Lockbox', slug } });
+  const project = await app.inject({
+    method: 'POST',
+    url: '/v1/projects',
+    headers: owner.headers,
+    payload: { name: 'Lockbox', slug },
+  });
   if (project.statusCode !== 201) throw new Error(`project: ${project.body}`);
   const service = await app.inject({
     method: 'POST',
@@ -102,11 +119,22 @@ export async function seedProject(app: AppInstance) {
     payload: { name: 'web', gitUrl: 'https://github.com/acme/web.git' },
   });
   if (service.statusCode !== 201) throw new Error(`service: ${service.body}`);
-  return { owner, slug, projectId: project.json<{ id: string }>().id, serviceId: service.json<{ id: string }>().id };
+  return {
+    owner,
+    slug,
+    projectId: project.json<{ id: string }>().id,
+    serviceId: service.json<{ id: string }>().id,
+  };
 }
 
 /** Adds `user` to the project with `role` (optionally narrowed to one environment). */
-export async function addMember(app: AppInstance, owner: { headers: Record<string, string> }, slug: string, role: string, environment?: string) {
+export async function addMember(
+  app: AppInstance,
+  owner: { headers: Record<string, string> },
+  slug: string,
+  role: string,
+  environment?: string,
+) {
   const user = await signUp(app);
   const added = await app.inject({
     method: 'POST',
@@ -143,8 +171,17 @@ process.on('SIGTERM', () => server.close(() => process.exit(0)));
 `;
 
 /** A release of `serviceId` whose artifact is the small app above, with `config` variables. */
-export async function seedRelease(deps: Dependencies, serviceId: string, userId: string, config: Record<string, string>) {
-  const artifact = join(deps.config.dataDir, 'artifacts', `app-${Date.now().toString(36)}-${++sequence}`);
+export async function seedRelease(
+  deps: Dependencies,
+  serviceId: string,
+  userId: string,
+  config: Record<string, string>,
+) {
+  const artifact = join(
+    deps.config.dataDir,
+    'artifacts',
+    `app-${Date.now().toString(36)}-${++sequence}`,
+  );
   mkdirSync(artifact, { recursive: true });
   writeFileSync(join(artifact, 'server.js'), APP_SOURCE);
   return inTransaction(deps.database.db, async (trx) => {
@@ -163,7 +200,11 @@ export async function seedRelease(deps: Dependencies, serviceId: string, userId:
 }
 
 /** Polls until `probe` returns a value, or throws at the deadline. */
-export async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 20_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();

@@ -16,21 +16,41 @@ export interface DeployedService {
 export async function deployService(
   app: AppInstance,
   deps: Dependencies,
-  options: { config?: Record<string, string>; secrets?: (s: { slug: string; serviceId: string; headers: Headers }) => Promise<void>; envKeys: string[] },
+  options: {
+    config?: Record<string, string>;
+    secrets?: (s: { slug: string; serviceId: string; headers: Headers }) => Promise<void>;
+    envKeys: string[];
+  },
 ): Promise<DeployedService> {
   const { owner, slug, serviceId } = await seedProject(app);
   await options.secrets?.({ slug, serviceId, headers: owner.headers });
-  const release = await seedRelease(deps, serviceId, owner.id, { ENV_KEYS: options.envKeys.join(','), ...options.config });
+  const release = await seedRelease(deps, serviceId, owner.id, {
+    ENV_KEYS: options.envKeys.join(','),
+    ...options.config,
+  });
   const deploymentId = await deploy(app, owner.headers, serviceId, release.id);
   return { headers: owner.headers, slug, serviceId, releaseId: release.id, deploymentId };
 }
 
-export async function deploy(app: AppInstance, headers: Headers, serviceId: string, releaseId: string): Promise<string> {
-  const created = await app.inject({ method: 'POST', url: `/v1/services/${serviceId}/deployments`, headers, payload: { environment: 'production', releaseId } });
+export async function deploy(
+  app: AppInstance,
+  headers: Headers,
+  serviceId: string,
+  releaseId: string,
+): Promise<string> {
+  const created = await app.inject({
+    method: 'POST',
+    url: `/v1/services/${serviceId}/deployments`,
+    headers,
+    payload: { environment: 'production', releaseId },
+  });
   if (created.statusCode !== 202) throw new Error(`deploy: ${created.body}`);
   const id = created.json<{ id: string }>().id;
   await eventually(`deployment ${id} live`, async () => {
-    const status = (await app.inject({ url: `/v1/deployments/${id}`, headers })).json<{ status: string; failureReason: string | null }>();
+    const status = (await app.inject({ url: `/v1/deployments/${id}`, headers })).json<{
+      status: string;
+      failureReason: string | null;
+    }>();
     if (status.status === 'failed') throw new Error(`deployment failed: ${status.failureReason}`);
     return status.status === 'live' ? true : undefined;
   });
@@ -38,8 +58,17 @@ export async function deploy(app: AppInstance, headers: Headers, serviceId: stri
 }
 
 /** What the live instances of the service in production answer on `/` (their variables). */
-export async function liveEnv(app: AppInstance, deps: Dependencies, service: { serviceId: string; headers: Headers }): Promise<Record<string, string>> {
-  const status = (await app.inject({ url: `/v1/services/${service.serviceId}/status?environment=production`, headers: service.headers })).json<{
+export async function liveEnv(
+  app: AppInstance,
+  deps: Dependencies,
+  service: { serviceId: string; headers: Headers },
+): Promise<Record<string, string>> {
+  const status = (
+    await app.inject({
+      url: `/v1/services/${service.serviceId}/status?environment=production`,
+      headers: service.headers,
+    })
+  ).json<{
     deployment: { id: string } | null;
   }>();
   const id = status.deployment?.id;
@@ -55,20 +84,41 @@ export interface RotationView {
   failureReason: string | null;
   previousVersion: number | null;
   newVersion: number | null;
-  targets: Array<{ newDeploymentId: string | null; restoreDeploymentId: string | null; previousDeploymentId: string }>;
+  targets: Array<{
+    newDeploymentId: string | null;
+    restoreDeploymentId: string | null;
+    previousDeploymentId: string;
+  }>;
 }
 
-export async function rotate(app: AppInstance, headers: Headers, url: string, body: Record<string, unknown>): Promise<string> {
-  const response = await app.inject({ method: 'POST', url: `${url}/rotate`, headers, payload: body });
+export async function rotate(
+  app: AppInstance,
+  headers: Headers,
+  url: string,
+  body: Record<string, unknown>,
+): Promise<string> {
+  const response = await app.inject({
+    method: 'POST',
+    url: `${url}/rotate`,
+    headers,
+    payload: body,
+  });
   if (response.statusCode !== 202) throw new Error(`rotate: ${response.body}`);
   return response.json<{ id: string }>().id;
 }
 
-export async function settled(app: AppInstance, headers: Headers, rotationId: string, timeoutMs = 30_000): Promise<RotationView> {
+export async function settled(
+  app: AppInstance,
+  headers: Headers,
+  rotationId: string,
+  timeoutMs = 30_000,
+): Promise<RotationView> {
   return eventually(
     `rotation ${rotationId} settled`,
     async () => {
-      const view = (await app.inject({ url: `/v1/secret-rotations/${rotationId}`, headers })).json<RotationView>();
+      const view = (
+        await app.inject({ url: `/v1/secret-rotations/${rotationId}`, headers })
+      ).json<RotationView>();
       return view.state === 'succeeded' || view.state === 'rolled_back' ? view : undefined;
     },
     timeoutMs,

@@ -21,7 +21,10 @@ async function main(): Promise<void> {
     url === undefined
       ? 'embedded'
       : {
-          database: await openDatabase(loadConfig({ DATABASE_URL: url, SWITCHYARD_JWT_PRIVATE_KEY_PATH: '/dev/null' }), pino({ level: 'silent' })),
+          database: await openDatabase(
+            loadConfig({ DATABASE_URL: url, SWITCHYARD_JWT_PRIVATE_KEY_PATH: '/dev/null' }),
+            pino({ level: 'silent' }),
+          ),
           url,
           drop: async () => undefined,
         };
@@ -38,7 +41,12 @@ async function main(): Promise<void> {
   const service = await deployService(t.app, t.deps, {
     envKeys: ['SESSION_KEY'],
     secrets: async ({ serviceId, headers }) => {
-      await t.app.inject({ method: 'PUT', url: `/v1/services/${serviceId}/secrets/SESSION_KEY`, headers, payload: { value: 'before-crash' } });
+      await t.app.inject({
+        method: 'PUT',
+        url: `/v1/services/${serviceId}/secrets/SESSION_KEY`,
+        headers,
+        payload: { value: 'before-crash' },
+      });
     },
   });
   const secretUrl = `/v1/services/${service.serviceId}/secrets/SESSION_KEY`;
