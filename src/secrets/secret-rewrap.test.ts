@@ -132,16 +132,21 @@ describe('switchyard secrets rewrap', { skip: !testBackends().includes('postgres
       SWITCHYARD_JWT_PRIVATE_KEY_PATH: join(dir, 'jwt.pem'),
       SWITCHYARD_PORT: '0',
       SWITCHYARD_ROUTER_PORT: '0',
-      LOG_LEVEL: 'silent',
+      LOG_LEVEL: 'error',
     };
     const failed = await run(process.execPath, ['--import', 'tsx', MAIN, 'serve'], {
       env,
       timeout: 30_000,
     }).then(
       () => undefined,
-      (error: { code: number; stderr: string }) => error,
+      (error: { code: number; stdout: string; stderr: string }) => error,
     );
     assert.ok(failed !== undefined, 'the command must fail');
-    assert.match(failed.stderr, /SWITCHYARD_MASTER_KEY_PATH: required when DATABASE_URL is set/);
+    assert.notEqual(failed.code, 0);
+    // serve reports a failed start on stderr or in its log (stdout), depending on where it failed.
+    assert.match(
+      `${failed.stderr}${failed.stdout}`,
+      /SWITCHYARD_MASTER_KEY_PATH: required when DATABASE_URL is set/,
+    );
   });
 });
