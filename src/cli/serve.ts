@@ -1,13 +1,22 @@
-import { loadConfig, ConfigError } from '../platform/config.js';
+import type { Logger } from 'pino';
+import { loadConfig, ConfigError, type Config } from '../platform/config.js';
 import { createLogger } from '../platform/logger.js';
-import { createDependencies } from '../platform/dependencies.js';
-import { buildApp } from '../platform/app.js';
+import { createDependencies, type Dependencies } from '../platform/dependencies.js';
+import { buildApp, type AppInstance } from '../platform/app.js';
 import { startWorkers, type Workers } from '../platform/workers.js';
+
+/** What this process holds, filled in as start-up gets further; stop() releases it in reverse. */
+interface Running {
+  deps?: Dependencies;
+  app?: AppInstance;
+  workers?: Workers;
+}
 
 /**
  * `switchyard serve`: API, workers and router in one process (or one role of them). On
  * SIGTERM/SIGINT it stops accepting, drains requests, stops workers, closes everything in
- * reverse order and exits 0; past the deadline it exits 1 naming what was still open.
+ * reverse order and exits 0; past the deadline it exits 1 naming the phase it was in and
+ * what was still open. A failed start releases what it had opened and exits 1.
  */
 export async function serve(): Promise<void> {
   let config;
@@ -22,52 +31,83 @@ export async function serve(): Promise<void> {
   }
   const logger = createLogger({ level: config.logLevel });
   const startedAt = performance.now();
-  const deps = await createDependencies(config, logger);
-  const app = await buildApp(deps);
-  let workers: Workers | undefined;
+  const running: Running = {};
   let phase = 'starting';
+  let isStopping = false;
 
-  const shutdown = async (signal: string) => {
-    if (phase === 'stopping') return;
-    phase = 'stopping';
-    logger.info({ signal }, 'shutting down');
+  const stop = async (reason: string, exitCode: number) => {
+    if (isStopping) return;
+    isStopping = true;
+    logger.info({ reason }, 'shutting down');
     const deadline = setTimeout(() => {
-      logger.error({ phase }, 'shutdown deadline passed; exiting');
+      logger.error({ phase, open: describeOpenResources() }, 'shutdown deadline passed; exiting');
       process.exit(1);
     }, config.process.shutdownTimeoutMs);
     deadline.unref();
     try {
-      phase = 'closing http server';
-      await app.close();
-      phase = 'stopping workers';
-      await workers?.stop(Math.floor(config.process.shutdownTimeoutMs / 2));
-      phase = 'closing dependencies';
-      await deps.close();
-      logger.info('shutdown complete');
+      await release(running, config, (next) => (phase = next));
+      logger.info({ exitCode }, 'shutdown complete');
       clearTimeout(deadline);
-      process.exit(0);
+      process.exit(exitCode);
     } catch (error) {
       logger.error({ err: error, phase }, 'shutdown failed');
       process.exit(1);
     }
   };
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM', 0));
+  process.once('SIGINT', () => void stop('SIGINT', 0));
 
-  if (config.process.role !== 'api') workers = await startWorkers(deps);
-  if (config.process.role !== 'worker') {
-    await app.listen({ host: config.api.host, port: config.api.port });
+  try {
+    await start(running, config, logger);
+  } catch (error) {
+    logger.error({ err: error, phase }, 'start failed');
+    await stop('start failed', 1);
+    return;
   }
+  if (isStopping) return;
   phase = 'running';
   logger.info(
     {
       mode: config.mode,
       role: config.process.role,
       api: config.process.role === 'worker' ? null : `http://${config.api.host}:${config.api.port}`,
-      router: config.process.role === 'api' ? null : `http://*.${config.router.baseDomain}:${config.router.port}`,
+      router:
+        config.process.role === 'api'
+          ? null
+          : `http://*.${config.router.baseDomain}:${config.router.port}`,
       dataDir: config.dataDir,
       startMs: Math.round(performance.now() - startedAt),
     },
     'switchyard ready',
   );
+}
+
+async function start(running: Running, config: Readonly<Config>, logger: Logger): Promise<void> {
+  running.deps = await createDependencies(config, logger);
+  running.app = await buildApp(running.deps);
+  if (config.process.role !== 'api') running.workers = await startWorkers(running.deps);
+  if (config.process.role !== 'worker') {
+    await running.app.listen({ host: config.api.host, port: config.api.port });
+  }
+}
+
+/** Closes the HTTP server (draining requests), then the workers, then the dependencies. */
+async function release(
+  running: Running,
+  config: Readonly<Config>,
+  enter: (phase: string) => void,
+): Promise<void> {
+  enter('closing http server');
+  await running.app?.close();
+  enter('stopping workers');
+  await running.workers?.stop(Math.floor(config.process.shutdownTimeoutMs / 2));
+  enter('closing dependencies');
+  await running.deps?.close();
+}
+
+/** Counts of what keeps the event loop alive (sockets, timers, child processes, files). */
+function describeOpenResources(): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const kind of process.getActiveResourcesInfo()) counts[kind] = (counts[kind] ?? 0) + 1;
+  return counts;
 }

@@ -30,6 +30,10 @@ export interface Queue {
   depth(): Promise<Record<string, number>>;
 }
 
+// PostgreSQL's deadlock_detected, and how often define() tries before giving up.
+const DEADLOCK = '40P01';
+const DEFINE_ATTEMPTS = 5;
+
 function adapterFor(database: Database): PgBoss.Db {
   // Statements with values go one by one; pg-boss's migration scripts run whole, and it reads
   // the last statement's rows. On PGlite, withConnection shares the dialect's single lock.
@@ -37,8 +41,15 @@ function adapterFor(database: Database): PgBoss.Db {
     executeSql: async (text, values) =>
       database.withConnection(async (connection) => {
         if (values !== undefined && values.length > 0) return connection.query(text, values);
-        const results = await connection.script(text);
-        return results.at(-1) ?? { rows: [] };
+        try {
+          const results = await connection.script(text);
+          return results.at(-1) ?? { rows: [] };
+        } catch (error) {
+          // A failed `BEGIN; …; COMMIT;` script (pg-boss losing a creation race to another
+          // replica) leaves the connection in an aborted transaction: end it before reuse.
+          await connection.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        }
       }),
   };
 }
@@ -65,21 +76,35 @@ export function createQueue(database: Database, logger: Logger, options: { polli
   boss.on('error', (error: Error) => logger.warn({ err: error }, 'job queue error'));
   const pollingIntervalSeconds = options.pollingIntervalSeconds ?? 0.5;
   const defined = new Set<string>();
+  let isStarted = false;
 
   return {
     async start() {
+      isStarted = true;
       await boss.start();
     },
 
     async define(job) {
       if (defined.has(job.name)) return;
-      await boss.createQueue(job.name, {
+      const options = {
         name: job.name,
         retryLimit: job.retryLimit,
         retryDelay: job.retryDelaySeconds,
         retryBackoff: true,
         expireInSeconds: job.expireInSeconds,
-      });
+      };
+      // Replicas starting together create queues at once; pg-boss's create_queue inserts a row
+      // then alters tables referencing it, so two of them can deadlock. It is idempotent: retry.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await boss.createQueue(job.name, options);
+          break;
+        } catch (error) {
+          if ((error as { code?: unknown }).code !== DEADLOCK || attempt >= DEFINE_ATTEMPTS) throw error;
+          logger.info({ queue: job.name, attempt }, 'queue creation deadlocked; retrying');
+          await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 200 * attempt));
+        }
+      }
       defined.add(job.name);
     },
 
@@ -110,6 +135,7 @@ export function createQueue(database: Database, logger: Logger, options: { polli
     },
 
     async stop(timeoutMs) {
+      if (!isStarted) return;
       await boss.stop({ graceful: true, close: false, wait: true, timeout: timeoutMs });
     },
 

@@ -21,6 +21,62 @@ async function requeueOrphans(deps: Dependencies): Promise<void> {
   await pruneWorkers(database.db, worker.staleMs * 6);
 }
 
+type Timed = (job: string, work: () => Promise<void>) => Promise<void>;
+
+/**
+ * What only the leader does: run workloads behind the router (the local runtime is one
+ * machine's), reconcile deployments, and take over work that dead workers claimed.
+ *
+ * Losing the lease (a stalled process, or a database unreachable for longer than the lease)
+ * stops this process's workloads but keeps the runtime and the router open, so that winning
+ * it again brings the apps back; `close()` of the dependencies ends them for good.
+ */
+function createLeaderDuties(deps: Dependencies, signal: AbortSignal, timed: Timed) {
+  const { queue, config, logger } = deps;
+  let sweeper: Loop | undefined;
+  let isRouterListening = false;
+  // Deployments whose instances this process started: what to stop when deposed.
+  const started = new Set<string>();
+  const unsubscribe = deps.runtime?.onEvent((event) => {
+    if (event.type === 'started') started.add(event.deploymentId);
+  });
+  return {
+    async start() {
+      const { reconciler, runtime, router } = deps;
+      if (reconciler === undefined || runtime === undefined || router === undefined) return;
+      await runtime.init();
+      if (!isRouterListening) await router.listen();
+      isRouterListening = true;
+      await queue.work(DEPLOYMENT_RECONCILE, (data) =>
+        timed(DEPLOYMENT_RECONCILE.name, () => reconciler.reconcile(data.deploymentId, signal)),
+      );
+      await reconciler.restoreLive(signal);
+      const rotations = deps.lockbox.runner;
+      if (rotations !== undefined) {
+        // After restoreLive: a rotation a crash left part-way is settled against running workloads.
+        await rotations.recover(signal);
+        await queue.define(SECRET_ROTATE);
+        await queue.work(SECRET_ROTATE, (data) =>
+          timed(SECRET_ROTATE.name, () => rotations.run(data.rotationId, signal)),
+        );
+      }
+      sweeper = every(config.process.heartbeatIntervalMs, logger, 'orphan sweep', () => requeueOrphans(deps));
+    },
+    async stop() {
+      await sweeper?.stop();
+      sweeper = undefined;
+      await queue.offWork(DEPLOYMENT_RECONCILE).catch(() => undefined);
+      await queue.offWork(SECRET_ROTATE).catch(() => undefined);
+      const ids = [...started];
+      started.clear();
+      await deps.reconciler?.stopDeployments(ids);
+    },
+    close() {
+      unsubscribe?.();
+    },
+  };
+}
+
 export interface Workers {
   /** Stops taking jobs, cancels running ones at the deadline, and waits for them. */
   stop(timeoutMs: number): Promise<void>;
@@ -33,9 +89,15 @@ export interface Workers {
 export async function startWorkers(deps: Dependencies): Promise<Workers> {
   const shutdown = new AbortController();
   const { queue, metrics, domain } = deps;
-  await queue.start();
-  await queue.define(BUILD_RUN);
-  await queue.define(DEPLOYMENT_RECONCILE);
+  try {
+    await queue.start();
+    await queue.define(BUILD_RUN);
+    await queue.define(DEPLOYMENT_RECONCILE);
+  } catch (error) {
+    // Nothing else has started yet; the queue's own timers must not keep the process alive.
+    await queue.stop(1_000).catch(() => undefined);
+    throw error;
+  }
 
   const timed = async (job: string, work: () => Promise<void>) => {
     const end = metrics.jobDuration.startTimer({ job });
@@ -60,42 +122,7 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
     config.process.heartbeatIntervalMs,
     logger,
   );
-  /**
-   * What only the leader does: run workloads behind the router (the local runtime is one
-   * machine's), reconcile deployments, and take over work that dead workers claimed.
-   */
-  const leaderDuties = (() => {
-    let sweeper: Loop | undefined;
-    return {
-      async start() {
-        const { reconciler, runtime, router } = deps;
-        if (reconciler === undefined || runtime === undefined || router === undefined) return;
-        await runtime.init();
-        await router.listen();
-        await queue.work(DEPLOYMENT_RECONCILE, (data) =>
-          timed(DEPLOYMENT_RECONCILE.name, () => reconciler.reconcile(data.deploymentId, shutdown.signal)),
-        );
-        await reconciler.restoreLive(shutdown.signal);
-        const rotations = deps.lockbox.runner;
-        if (rotations !== undefined) {
-          // After restoreLive: a rotation a crash left part-way is settled against running workloads.
-          await rotations.recover(shutdown.signal);
-          await queue.define(SECRET_ROTATE);
-          await queue.work(SECRET_ROTATE, (data) =>
-            timed(SECRET_ROTATE.name, () => rotations.run(data.rotationId, shutdown.signal)),
-          );
-        }
-        sweeper = every(config.process.heartbeatIntervalMs, logger, 'orphan sweep', () => requeueOrphans(deps));
-      },
-      async stop() {
-        await sweeper?.stop();
-        await queue.offWork(DEPLOYMENT_RECONCILE).catch(() => undefined);
-        await queue.offWork(SECRET_ROTATE).catch(() => undefined);
-        await deps.router?.close();
-        await deps.runtime?.close();
-      },
-    };
-  })();
+  const leaderDuties = createLeaderDuties(deps, shutdown.signal, timed);
 
   const election = startElection({
     db: database.db,
@@ -114,13 +141,16 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
     async stop(timeoutMs) {
       const cancel = setTimeout(() => shutdown.abort(), Math.max(0, timeoutMs - 1_000));
       try {
-        // Jobs first (they may use the workloads), then the leader's workloads and router.
+        // Jobs first (they may use the workloads), then the router drains the requests it
+        // proxies, then the leader's workloads stop.
         await queue.stop(timeoutMs);
+        await deps.router?.close();
         await election.stop();
         await heartbeat.stop();
       } finally {
         clearTimeout(cancel);
         shutdown.abort();
+        leaderDuties.close();
       }
     },
   };

@@ -224,11 +224,16 @@ function collectLines(
 
 async function waitForReady(server: SwitchyardProcess): Promise<void> {
   let exitedWith: number | string | undefined;
-  void server.exited.then((code) => (exitedWith = code));
-  await waitFor(
+  // A server that exits (bad configuration) fails the wait at once, not at its deadline.
+  const exitedEarly = server.exited.then((code) => {
+    exitedWith = code;
+    throw new Error(`switchyard exited with ${code}\n${server.tail()}`);
+  });
+  exitedEarly.catch(() => undefined);
+  const ready = waitFor(
     'switchyard /readyz',
     async () => {
-      if (exitedWith !== undefined) throw new Error(`switchyard exited with ${exitedWith}`);
+      if (exitedWith !== undefined) return true;
       const response = await fetch(`${server.api.baseUrl}/readyz`, {
         signal: AbortSignal.timeout(2_000),
       });
@@ -238,6 +243,7 @@ async function waitForReady(server: SwitchyardProcess): Promise<void> {
     // A fresh data folder starts with initdb, which takes over 10 s on a busy machine.
     { timeoutMs: 60_000, intervalMs: 200, detail: () => `\n${server.tail()}` },
   );
+  await Promise.race([ready, exitedEarly]);
 }
 
 /** Sends SIGTERM, then SIGKILL if the process has not ended within `graceMs`. */
