@@ -53,6 +53,9 @@ export async function startLockboxApp(
     SWITCHYARD_ROUTER_PORT: '0',
     DEPLOY_HEALTH_TIMEOUT_MS: '8000',
     DEPLOY_DRAIN_MS: '500',
+    // A restarted process takes the reconciler lease over quickly from a killed one.
+    SWITCHYARD_HEARTBEAT_INTERVAL_MS: '300',
+    SWITCHYARD_WORKER_STALE_MS: '1500',
     LOG_LEVEL: 'debug',
     ...options.env,
   });
