@@ -35,10 +35,13 @@ for (const backend of testBackends()) {
       assert.equal(await findLeaseHolder(db, 'short'), 'b');
     });
 
-    it('elects one of two contenders and hands over when the leader stops', async () => {
+    it('elects one of two contenders and hands over when the leader stops', async (context) => {
       const events: string[] = [];
-      const contender = (holder: string): Election =>
-        startElection({
+      const started: Election[] = [];
+      // Stopped even when an assertion fails, so no loop outlives the test.
+      context.after(() => Promise.all(started.map((election) => election.stop())));
+      const contender = (holder: string): Election => {
+        const election = startElection({
           db: t.database.db,
           name: 'handover',
           holder,
@@ -47,6 +50,9 @@ for (const backend of testBackends()) {
           onElected: async () => void events.push(`${holder} elected`),
           onDeposed: async () => void events.push(`${holder} deposed`),
         });
+        started.push(election);
+        return election;
+      };
       const first = contender('first');
       await until(() => first.isLeader(), 5_000);
       const second = contender('second');
