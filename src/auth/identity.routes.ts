@@ -7,15 +7,22 @@ import { registerApiTokenRoutes } from './api-token.routes.js';
 import { registerAuthRoutes, registerPublicAuthRoutes } from './auth.routes.js';
 import { registerGroupRoleRoutes, registerOidcRoutes } from './oidc.routes.js';
 
+const API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
 /**
- * Cookie parsing for browser sessions, and CORS: closed (no CORS headers at all) unless
- * SWITCHYARD_CORS_ORIGINS lists the origins browsers may call the API from.
+ * A Content-Security-Policy for API answers, cookie parsing for browser sessions, and CORS:
+ * closed (no CORS headers at all) unless SWITCHYARD_CORS_ORIGINS lists the origins browsers
+ * may call the API from.
  */
 export async function registerBrowserSupport(
   app: AppInstance,
   config: Readonly<Config>,
 ): Promise<void> {
   await app.register(cookie);
+  // JSON answers never load anything nor get framed; the docs page brings its own scripts.
+  app.addHook('onRequest', async (request, reply) => {
+    if (!request.url.startsWith('/docs')) void reply.header('content-security-policy', API_CSP);
+  });
   if (config.cors.allowedOrigins.length === 0) return;
   await app.register(cors, {
     origin: [...config.cors.allowedOrigins],

@@ -77,11 +77,18 @@ export function createOidcService(deps: {
     const config = settings();
     const isPlainHttp = new URL(config.issuer).protocol === 'http:';
     discovered ??= oidc
-      .discovery(new URL(config.issuer), config.clientId, config.clientSecret, undefined, {
-        timeout: DISCOVERY_TIMEOUT_SECONDS,
-        // Only loopback issuers may be plain http; loadConfig refuses the others.
-        ...(isPlainHttp ? { execute: [oidc.allowInsecureRequests] } : {}),
-      })
+      // client_secret_basic: the authentication every provider must support (RFC 6749 §2.3.1).
+      .discovery(
+        new URL(config.issuer),
+        config.clientId,
+        undefined,
+        oidc.ClientSecretBasic(config.clientSecret),
+        {
+          timeout: DISCOVERY_TIMEOUT_SECONDS,
+          // Only loopback issuers may be plain http; loadConfig refuses the others.
+          ...(isPlainHttp ? { execute: [oidc.allowInsecureRequests] } : {}),
+        },
+      )
       .catch((error: unknown) => {
         discovered = undefined;
         throw new AppError('DEPENDENCY_UNAVAILABLE', 'The identity provider cannot be reached', {

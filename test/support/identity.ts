@@ -66,6 +66,8 @@ export async function createIdentityTestApp(
     LOG_LEVEL: 'info',
     SWITCHYARD_AUTH_RATE_LIMIT_PER_ADDRESS: '1000000',
     SWITCHYARD_AUTH_RATE_LIMIT_PER_ACCOUNT: '1000000',
+    // The cheapest argon2id the bounds allow: tests sign up many accounts.
+    SWITCHYARD_ARGON2_MEMORY_KIB: '7168',
     REDIS_KEY_PREFIX: `switchyard-test-${randomBytes(4).toString('hex')}:`,
     ...options.env,
   });

@@ -1,0 +1,4 @@
+import { testBackends } from '../support/database.js';
+import { describeRoutePermissions } from './route-permissions.js';
+
+if (testBackends().includes('postgres')) describeRoutePermissions('postgres');
