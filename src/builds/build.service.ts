@@ -32,14 +32,14 @@ export function createBuildService(deps: {
   timeoutMs: number;
   /** Lockbox: values to redact from build output (the service's known secret values). */
   secretValues?: (serviceId: string) => Promise<string[]>;
-  /** Platform git credentials for a repository URL (its own host's only). */
-  gitCredentials?: (gitUrl: string) => GitCredentials | undefined;
+  /** Platform git credentials for a service's repository URL (its own host's only). */
+  gitCredentials?: (gitUrl: string, serviceId: string) => Promise<GitCredentials | undefined>;
   /** This process as a worker: claims carry its id; claims of workers silent for staleMs lapse. */
   worker: { id: string; staleMs: number };
 }) {
   const { db, logger, queue } = deps;
-  const gitCredentialsFor = (gitUrl: string) => {
-    const credentials = deps.gitCredentials?.(gitUrl);
+  const gitCredentialsFor = async (gitUrl: string, serviceId: string) => {
+    const credentials = await deps.gitCredentials?.(gitUrl, serviceId);
     return credentials === undefined ? {} : { gitCredentials: credentials };
   };
 
@@ -178,7 +178,7 @@ export function createBuildService(deps: {
           artifactRoot: join(deps.dataDir, 'artifacts'),
           buildEnv: variables,
           secretValues: (await deps.secretValues?.(service.id)) ?? [],
-          ...gitCredentialsFor(service.git_url),
+          ...(await gitCredentialsFor(service.git_url, service.id)),
           timeoutMs: deps.timeoutMs,
           signal,
           onLog: (line) => writer.write(line),

@@ -20,7 +20,7 @@ import { createLocalRuntime } from '../runtime/local/local-runtime.js';
 import type { RuntimeDriver } from '../runtime/runtime.js';
 import { createRouter, type Router } from '../router/router.js';
 import { createLockbox, openLockboxStore, type Lockbox, type LockboxStore } from '../secrets/lockbox.js';
-import { gitCredentialSource } from '../secrets/file-credential.js';
+import { createGitCredentialSource } from '../secrets/platform-credentials.js';
 import type { RotationHooks } from '../secrets/rotation-runner.js';
 
 export interface WorkerIdentity {
@@ -99,7 +99,12 @@ function createDomain(deps: {
     timeoutMs: config.builds.timeoutMs,
     worker: deps.worker,
     secretValues: deps.lockboxStore.delivery.knownValues,
-    gitCredentials: gitCredentialSource(config.git.credentialsFile, logger),
+    gitCredentials: createGitCredentialSource({
+      db,
+      logger,
+      store: deps.lockboxStore.store,
+      path: config.git.credentialsFile,
+    }),
   });
   const releases = createReleaseService({ db, services });
   const deployments = createDeploymentService({

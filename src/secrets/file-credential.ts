@@ -47,6 +47,11 @@ export function gitCredentialFor(
   file: FileCredential,
   repositoryUrl: string,
 ): GitCredential | undefined {
+  return gitCredentialIn(file.read(), repositoryUrl);
+}
+
+/** The credential for the repository's host in git-credentials text, if it names that host. */
+export function gitCredentialIn(text: string, repositoryUrl: string): GitCredential | undefined {
   let host: string;
   try {
     const url = new URL(repositoryUrl);
@@ -55,10 +60,11 @@ export function gitCredentialFor(
   } catch {
     return undefined;
   }
-  for (const line of file.read().split(/\r?\n/)) {
+  for (const line of text.split(/\r?\n/)) {
     const entry = parseCredentialLine(line.trim());
-    if (entry !== undefined && entry.host === host)
+    if (entry !== undefined && entry.host === host) {
       return { username: entry.username, password: entry.password };
+    }
   }
   return undefined;
 }
@@ -76,27 +82,4 @@ function parseCredentialLine(line: string): (GitCredential & { host: string }) |
   } catch {
     return undefined;
   }
-}
-
-/**
- * The git credentials of SWITCHYARD_GIT_CREDENTIALS_PATH for builds: none when unset, and
- * none (with a warning naming the file) when the file cannot be read at build time.
- */
-export function gitCredentialSource(
-  path: string | undefined,
-  logger: { warn(fields: object, message: string): void },
-): (repositoryUrl: string) => GitCredential | undefined {
-  if (path === undefined) return () => undefined;
-  const file = new FileCredential(path);
-  return (repositoryUrl) => {
-    try {
-      return gitCredentialFor(file, repositoryUrl);
-    } catch (error) {
-      logger.warn(
-        { err: error, path },
-        'git credentials file unreadable; cloning without credentials',
-      );
-      return undefined;
-    }
-  };
 }

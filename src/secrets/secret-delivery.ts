@@ -4,6 +4,7 @@ import { recordSecretAccess } from './secret-audit.js';
 import * as repo from './secret.repository.js';
 import { SCOPE_PRECEDENCE, scopeOf, type SecretRow } from './secret.tables.js';
 import type { SecretValueStore } from './value-store.js';
+import { isPlatformSecret } from './platform-credentials.js';
 
 /** What a workload gets from Lockbox: variables to add, and the values to redact from its output. */
 export interface WorkloadSecrets {
@@ -34,8 +35,10 @@ export function createSecretDelivery(deps: { db: Db; logger: Logger; store: Secr
     environmentId: string;
   }): Promise<SecretPins> {
     const winners = new Map<string, SecretRow>();
-    for (const row of (await repo.listApplicableSecrets(db, target)).sort(byPrecedence))
-      winners.set(row.name, row);
+    const applicable = await repo.listApplicableSecrets(db, target);
+    for (const row of applicable.sort(byPrecedence)) {
+      if (!isPlatformSecret(row.name)) winners.set(row.name, row);
+    }
     return Object.fromEntries([...winners.values()].map((row) => [row.id, row.current_version]));
   }
 

@@ -13,6 +13,7 @@ import { hasRunningRotation } from './rotation.repository.js';
 import { toSecretResponse, toVersionResponse } from './secret.schema.js';
 import { scopeOf, type LockboxTrx, type SecretRow, type SecretScope, type SecretVersionState } from './secret.tables.js';
 import type { SecretValueStore } from './value-store.js';
+import { isPlatformSecret } from './platform-credentials.js';
 
 /** How a route names a scope: a project, one of its environments, or a service. */
 export type ScopeRef =
@@ -34,7 +35,8 @@ const RESERVED = new Set(['PORT', 'HOST']);
 export const MAX_SECRET_BYTES = 64 * 1024;
 
 export function validateSecret(name: string, value?: Buffer): void {
-  if (!NAME.test(name) || RESERVED.has(name) || name.startsWith('SWITCHYARD_')) {
+  const isReservedName = name.startsWith('SWITCHYARD_') && !isPlatformSecret(name);
+  if (!NAME.test(name) || RESERVED.has(name) || isReservedName) {
     throw new AppError('SECRET_VALUE_INVALID', `"${name}" is not a usable secret name (letters, digits and _, not starting with a digit; PORT, HOST and SWITCHYARD_* are the platform's)`, {
       details: { field: 'name' },
     });
