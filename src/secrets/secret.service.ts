@@ -11,7 +11,13 @@ import { recordSecretAccess, type SecretAction } from './secret-audit.js';
 import * as repo from './secret.repository.js';
 import { hasRunningRotation } from './rotation.repository.js';
 import { toSecretResponse, toVersionResponse } from './secret.schema.js';
-import { scopeOf, type LockboxTrx, type SecretRow, type SecretScope, type SecretVersionState } from './secret.tables.js';
+import {
+  scopeOf,
+  type LockboxTrx,
+  type SecretRow,
+  type SecretScope,
+  type SecretVersionState,
+} from './secret.tables.js';
 import type { SecretValueStore } from './value-store.js';
 import { isPlatformSecret } from './platform-credentials.js';
 
@@ -37,12 +43,20 @@ export const MAX_SECRET_BYTES = 64 * 1024;
 export function validateSecret(name: string, value?: Buffer): void {
   const isReservedName = name.startsWith('SWITCHYARD_') && !isPlatformSecret(name);
   if (!NAME.test(name) || RESERVED.has(name) || isReservedName) {
-    throw new AppError('SECRET_VALUE_INVALID', `"${name}" is not a usable secret name (letters, digits and _, not starting with a digit; PORT, HOST and SWITCHYARD_* are the platform's)`, {
-      details: { field: 'name' },
-    });
+    throw new AppError(
+      'SECRET_VALUE_INVALID',
+      `"${name}" is not a usable secret name (letters, digits and _, not starting with a digit; PORT, HOST and SWITCHYARD_* are the platform's)`,
+      {
+        details: { field: 'name' },
+      },
+    );
   }
   if (value !== undefined && (value.length === 0 || value.length > MAX_SECRET_BYTES)) {
-    throw new AppError('SECRET_VALUE_INVALID', `A secret value must hold 1 to ${MAX_SECRET_BYTES} bytes`, { details: { field: 'value' } });
+    throw new AppError(
+      'SECRET_VALUE_INVALID',
+      `A secret value must hold 1 to ${MAX_SECRET_BYTES} bytes`,
+      { details: { field: 'value' } },
+    );
   }
 }
 
@@ -64,12 +78,23 @@ export function createSecretService(deps: {
   const db = repo.lockboxDb(deps.db);
 
   /** Resolves the scope and checks the caller may `need` in it. */
-  async function resolve(caller: Caller, ref: ScopeRef, need: SecretNeed): Promise<{ scope: SecretScope; grant: ProjectGrant }> {
+  async function resolve(
+    caller: Caller,
+    ref: ScopeRef,
+    need: SecretNeed,
+  ): Promise<{ scope: SecretScope; grant: ProjectGrant }> {
     const permission = permissionFor(ref.kind, need);
     if (ref.kind === 'service') {
-      const { service, grant } = await deps.services.access(caller.principal, ref.serviceId, permission);
+      const { service, grant } = await deps.services.access(
+        caller.principal,
+        ref.serviceId,
+        permission,
+      );
       if (need !== 'list') assertWholeProject(grant);
-      return { scope: { kind: 'service', projectId: service.project_id, serviceId: service.id }, grant };
+      return {
+        scope: { kind: 'service', projectId: service.project_id, serviceId: service.id },
+        grant,
+      };
     }
     const grant = await deps.projects.access(caller.principal, ref.project, permission);
     if (ref.kind === 'project') {
@@ -78,16 +103,31 @@ export function createSecretService(deps: {
     }
     const environment = await deps.projects.getEnvironment(grant.projectId, ref.environment);
     assertEnvironmentInScope(grant, environment.id);
-    return { scope: { kind: 'environment', projectId: grant.projectId, environmentId: environment.id }, grant };
+    return {
+      scope: { kind: 'environment', projectId: grant.projectId, environmentId: environment.id },
+      grant,
+    };
   }
 
   async function getSecret(scope: SecretScope, name: string): Promise<SecretRow> {
     const row = await repo.findSecret(db, scope, name);
-    if (row === undefined) throw new AppError('SECRET_NOT_FOUND', `No secret named "${name}" in this scope`);
+    if (row === undefined)
+      throw new AppError('SECRET_NOT_FOUND', `No secret named "${name}" in this scope`);
     return row;
   }
 
-  function record(caller: Caller | undefined, action: SecretAction, secret: SecretRow, extra: { version?: number; versions?: number[]; deploymentId?: string; rotationId?: string; reason?: string } = {}) {
+  function record(
+    caller: Caller | undefined,
+    action: SecretAction,
+    secret: SecretRow,
+    extra: {
+      version?: number;
+      versions?: number[];
+      deploymentId?: string;
+      rotationId?: string;
+      reason?: string;
+    } = {},
+  ) {
     recordSecretAccess(logger, {
       action,
       actor: caller?.principal.userId ?? 'system',
@@ -101,7 +141,10 @@ export function createSecretService(deps: {
 
   async function assertNotRotating(secret: SecretRow): Promise<void> {
     if (await hasRunningRotation(db, secret.id)) {
-      throw new AppError('SECRET_ROTATION_RUNNING', `"${secret.name}" is being rotated; wait for the rotation to finish`);
+      throw new AppError(
+        'SECRET_ROTATION_RUNNING',
+        `"${secret.name}" is being rotated; wait for the rotation to finish`,
+      );
     }
   }
 
@@ -122,14 +165,35 @@ export function createSecretService(deps: {
     return inTransaction(deps.db, async (plainTrx) => {
       const trx = repo.lockboxTrx(plainTrx);
       const existing = await repo.findSecret(trx, input.scope, input.name);
-      const created = existing === undefined ? await repo.insertSecret(trx, { scope: input.scope, name: input.name, backend: store.backend, createdBy: input.createdBy }) : undefined;
+      const created =
+        existing === undefined
+          ? await repo.insertSecret(trx, {
+              scope: input.scope,
+              name: input.name,
+              backend: store.backend,
+              createdBy: input.createdBy,
+            })
+          : undefined;
       const locked = await repo.lockSecret(trx, (existing ?? created)?.id ?? '');
-      if (locked === undefined) throw new AppError('SECRET_CONFLICT', 'The secret was created or deleted concurrently; retry');
+      if (locked === undefined)
+        throw new AppError(
+          'SECRET_CONFLICT',
+          'The secret was created or deleted concurrently; retry',
+        );
       const version = created === undefined ? locked.latest_version + 1 : 1;
       const stored = await store.put(locked.id, version, input.value);
-      await repo.insertVersion(trx, { secretId: locked.id, version, state: input.state, stored, createdBy: input.createdBy });
+      await repo.insertVersion(trx, {
+        secretId: locked.id,
+        version,
+        state: input.state,
+        stored,
+        createdBy: input.createdBy,
+      });
       if (input.state === 'active') await repo.supersedeOthers(trx, locked.id, version);
-      const secret = await repo.setVersionPointers(trx, locked.id, { current: version, latest: version });
+      const secret = await repo.setVersionPointers(trx, locked.id, {
+        current: version,
+        latest: version,
+      });
       await input.within?.(trx, version);
       return { secret, version };
     });
@@ -157,9 +221,18 @@ export function createSecretService(deps: {
       const { scope } = await resolve(caller, ref, 'write');
       const existing = await repo.findSecret(db, scope, name);
       if (existing !== undefined) await assertNotRotating(existing);
-      const { secret, version } = await writeVersion({ scope, name, value, createdBy: caller.principal.userId, state: 'active' });
+      const { secret, version } = await writeVersion({
+        scope,
+        name,
+        value,
+        createdBy: caller.principal.userId,
+        state: 'active',
+      });
       record(caller, 'write', secret, { version });
-      logger.info({ secretId: secret.id, version, userId: caller.principal.userId }, 'secret written');
+      logger.info(
+        { secretId: secret.id, version, userId: caller.principal.userId },
+        'secret written',
+      );
       return toSecretResponse(secret);
     },
 
@@ -170,18 +243,30 @@ export function createSecretService(deps: {
       const wanted = version ?? secret.current_version;
       const row = await repo.findVersion(db, secret.id, wanted);
       if (row === undefined || row.state === 'destroyed') {
-        throw new AppError('SECRET_VERSION_NOT_FOUND', `"${name}" has no readable version ${wanted}`);
+        throw new AppError(
+          'SECRET_VERSION_NOT_FOUND',
+          `"${name}" has no readable version ${wanted}`,
+        );
       }
       const value = await store.get(secret.id, row);
       record(caller, 'read', secret, { version: wanted });
-      return { name: secret.name, version: wanted, isCurrent: wanted === secret.current_version, value };
+      return {
+        name: secret.name,
+        version: wanted,
+        isCurrent: wanted === secret.current_version,
+        value,
+      };
     },
 
     async versions(caller: Caller, ref: ScopeRef, name: string) {
       const { scope } = await resolve(caller, ref, 'list');
       const secret = await getSecret(scope, name);
       const rows = await repo.listVersions(db, secret.id);
-      return { name: secret.name, currentVersion: secret.current_version, data: rows.map((row) => toVersionResponse(row, secret)) };
+      return {
+        name: secret.name,
+        currentVersion: secret.current_version,
+        data: rows.map((row) => toVersionResponse(row, secret)),
+      };
     },
 
     /** Makes an earlier version current again; new deployments get it. */
@@ -191,7 +276,10 @@ export function createSecretService(deps: {
       await assertNotRotating(secret);
       const row = await repo.findVersion(db, secret.id, version);
       if (row === undefined || row.state === 'destroyed') {
-        throw new AppError('SECRET_VERSION_NOT_FOUND', `"${name}" has no restorable version ${version}`);
+        throw new AppError(
+          'SECRET_VERSION_NOT_FOUND',
+          `"${name}" has no restorable version ${version}`,
+        );
       }
       const updated = await inTransaction(deps.db, async (plainTrx) => {
         const trx = repo.lockboxTrx(plainTrx);
@@ -208,12 +296,24 @@ export function createSecretService(deps: {
       const { scope } = await resolve(caller, ref, 'destroy');
       const secret = await getSecret(scope, name);
       if (versions.includes(secret.current_version)) {
-        throw new AppError('SECRET_VERSION_CURRENT', `Version ${secret.current_version} is current; restore or write another first`);
+        throw new AppError(
+          'SECRET_VERSION_CURRENT',
+          `Version ${secret.current_version} is current; restore or write another first`,
+        );
       }
-      const rows = await repo.findVersions(db, versions.map((version) => ({ secretId: secret.id, version })));
+      const rows = await repo.findVersions(
+        db,
+        versions.map((version) => ({ secretId: secret.id, version })),
+      );
       const live = rows.filter((row) => row.state !== 'destroyed');
       await store.destroy(secret.id, live);
-      await inTransaction(deps.db, (trx) => repo.markDestroyed(repo.lockboxTrx(trx), secret.id, live.map((row) => row.version)));
+      await inTransaction(deps.db, (trx) =>
+        repo.markDestroyed(
+          repo.lockboxTrx(trx),
+          secret.id,
+          live.map((row) => row.version),
+        ),
+      );
       record(caller, 'destroy', secret, { versions: live.map((row) => row.version) });
       return { destroyed: live.map((row) => row.version).sort((a, b) => a - b) };
     },
@@ -232,7 +332,10 @@ export function createSecretService(deps: {
 /** Project and service secrets reach every environment; a grant narrowed to one may only list them. */
 function assertWholeProject(grant: ProjectGrant): void {
   if (grant.environmentId !== null) {
-    throw new AppError('FORBIDDEN', 'Your role is limited to one environment; project and service secrets reach every environment');
+    throw new AppError(
+      'FORBIDDEN',
+      'Your role is limited to one environment; project and service secrets reach every environment',
+    );
   }
 }
 
