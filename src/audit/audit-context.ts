@@ -1,11 +1,13 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
+import type { Trx } from '../platform/db/transaction.js';
 import type { Actor, AuditEventInput, RequestFacts } from './audit-event.js';
 import { SYSTEM_ACTOR } from './audit-event.js';
 
-/** The part of the recorder a scope needs: queueing an event off the request path. */
+/** The part of the recorder a scope needs: in a transaction, or queued off the request path. */
 export interface ScopedRecorder {
   record(input: AuditEventInput): unknown;
+  recordIn(trx: Trx, input: AuditEventInput): Promise<unknown>;
 }
 
 /**
@@ -29,6 +31,8 @@ export interface AuditScope {
   hasPrimary: boolean;
   /** True when the event holding primaryId was written in a transaction that may roll back. */
   isPrimaryTentative: boolean;
+  /** That event, so a failure event can say what was attempted. */
+  tentativeEvent?: AuditEventInput;
   /** The client error the request ended with, if any (set by the error hook). */
   error?: { code: string; role?: string };
 }
@@ -75,5 +79,13 @@ export function auditInCurrentScope(input: AuditEventInput): boolean {
   const scope = storage.getStore();
   if (scope === undefined) return false;
   scope.recorder.record(input);
+  return true;
+}
+
+/** The same, in `trx`: the event commits or rolls back with the change it records. */
+export async function auditInCurrentScopeIn(trx: Trx, input: AuditEventInput): Promise<boolean> {
+  const scope = storage.getStore();
+  if (scope === undefined) return false;
+  await scope.recorder.recordIn(trx, input);
   return true;
 }

@@ -281,8 +281,9 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 function flatten(value: Record<string, unknown>, prefix: string, out: Map<string, unknown>): void {
   for (const [key, item] of Object.entries(value)) {
     const path = prefix === '' ? key : `${prefix}.${key}`;
-    if (isPlainObject(item) && Object.keys(item).length > 0) flatten(item, path, out);
-    else out.set(path, item);
+    // An empty object holds no field: `{}` and absent read the same.
+    if (isPlainObject(item)) flatten(item, path, out);
+    else if (item !== undefined) out.set(path, item);
   }
 }
 

@@ -46,7 +46,11 @@ export function createAuditRecorder(deps: {
   const { writer, metrics } = deps;
   return {
     async recordIn(trx, input) {
-      const record = build(input, currentAuditScope(), true);
+      const scope = currentAuditScope();
+      const record = build(input, scope, true);
+      if (scope !== undefined && record.id === scope.primaryId) {
+        scope.tentativeEvent = { ...input, actorRole: record.actorRole };
+      }
       await insertEvents(trx, [record]);
       metrics.written.inc({ path: 'transaction' });
       return record;

@@ -235,3 +235,18 @@ export async function countByRequestIds(
   }
   return counts;
 }
+
+/** The projects (and environments) where the user is an Owner or Admin today. */
+export async function listAuditGrants(
+  db: Db,
+  userId: string,
+): Promise<Array<{ projectId: string; environmentId: string | null }>> {
+  const rows = await db
+    .selectFrom('project_members')
+    .select(['project_id', 'environment_id'])
+    .where('user_id', '=', userId)
+    .where('role', 'in', ['owner', 'admin'])
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', new Date())]))
+    .execute();
+  return rows.map((row) => ({ projectId: row.project_id, environmentId: row.environment_id }));
+}

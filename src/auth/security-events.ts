@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import type { RevokeReason, Scope } from './auth.tables.js';
 import type { Role } from '../platform/db/schema.js';
+import { auditInCurrentScope } from '../audit/audit-context.js';
+import { securityEventToAudit } from '../audit/audit-sources.js';
 
 /**
  * Everything that changes who may do what, or shows someone trying: sign-ins and their
@@ -53,7 +55,8 @@ const WARN: ReadonlySet<SecurityEvent['type']> = new Set([
   'csrf.rejected',
 ]);
 
-export function recordSecurityEvent(
+/** Logs the event only; for a caller that records its audit event in its own transaction. */
+export function logSecurityEvent(
   logger: Logger,
   event: SecurityEvent,
   context: SecurityEventContext = {},
@@ -61,4 +64,14 @@ export function recordSecurityEvent(
   const { type, ...fields } = event;
   const level = WARN.has(type) ? 'warn' : 'info';
   logger[level]({ securityEvent: type, ...fields, ...context }, 'security event');
+}
+
+/** Logs the event and appends it to the audit trail of the current request (or job). */
+export function recordSecurityEvent(
+  logger: Logger,
+  event: SecurityEvent,
+  context: SecurityEventContext = {},
+): void {
+  logSecurityEvent(logger, event, context);
+  auditInCurrentScope(securityEventToAudit(event, context));
 }

@@ -4,6 +4,8 @@ import type { Principal } from '../auth/auth.service.js';
 import { authorize } from '../access/access.service.js';
 import { AppError } from '../platform/errors.js';
 import { inTransaction, type Db } from '../platform/db/transaction.js';
+import { roleFor } from '../audit/audit-actor.js';
+import type { AuditRecorder } from '../audit/audit-recorder.js';
 import { rowPosition } from '../platform/db/keyset.js';
 import { toPage, type PageRequest } from '../platform/http/pagination.js';
 import { pause, type ServerSentEvent } from '../platform/http/sse.js';
@@ -36,6 +38,7 @@ export function createBuildService(deps: {
   gitCredentials?: (gitUrl: string, serviceId: string) => Promise<GitCredentials | undefined>;
   /** This process as a worker: claims carry its id; claims of workers silent for staleMs lapse. */
   worker: { id: string; staleMs: number };
+  audit: AuditRecorder;
 }) {
   const { db, logger, queue } = deps;
   const gitCredentialsFor = async (gitUrl: string, serviceId: string) => {
@@ -78,7 +81,7 @@ export function createBuildService(deps: {
 
   return {
     async create(principal: Principal, serviceId: string, input: { ref?: string }) {
-      const { service } = await deps.services.access(principal, serviceId, 'build.create');
+      const { service, grant } = await deps.services.access(principal, serviceId, 'build.create');
       const build = await inTransaction(db, async (trx) => {
         const row = await repo.insertBuild(trx, {
           serviceId: service.id,
@@ -86,6 +89,13 @@ export function createBuildService(deps: {
           createdBy: principal.userId,
         });
         await queue.send(BUILD_RUN, { buildId: row.id }, { trx });
+        await deps.audit.recordIn(trx, {
+          action: 'build.create',
+          resource: { type: 'build', id: row.id, name: service.name },
+          projectId: service.project_id,
+          actorRole: roleFor(principal, grant),
+          details: { serviceId: service.id, ref: row.ref },
+        });
         return row;
       });
       logger.info(

@@ -15,6 +15,7 @@ import type {
   ServiceStatus,
 } from '../deployments/deployment.schema.js';
 import type { Accepted } from '../platform/http/schemas.js';
+import type { VerifyResult } from '../audit/audit.schema.js';
 import type { Page } from '../platform/http/pagination.js';
 import type {
   RotationSchema,
@@ -35,6 +36,7 @@ export type DeploymentResponse = Static<typeof DeploymentSchema>;
 export type DeploymentLogsResponse = Static<typeof DeploymentLogs>;
 export type ServiceStatusResponse = Static<typeof ServiceStatus>;
 export type AcceptedResponse = Static<typeof Accepted>;
+export type AuditVerifyResponse = Static<typeof VerifyResult>;
 export type SecretResponse = Static<typeof SecretSchema>;
 export type SecretValueResponse = Static<typeof SecretValue>;
 export type SecretVersionsResponse = Static<typeof SecretVersions>;
@@ -204,6 +206,8 @@ export class ApiClient {
     this.call<DeploymentLogsResponse>('GET', `/v1/deployments/${segment(id)}/logs`, {
       query: { tail },
     });
+  verifyAuditChain = () => this.call<AuditVerifyResponse>('GET', '/v1/audit-events/verify');
+
   followDeploymentLogs = (id: string, tail?: number, signal?: AbortSignal) => {
     const query = new URLSearchParams({ follow: 'true' });
     if (tail !== undefined) query.set('tail', String(tail));

@@ -17,6 +17,7 @@ import {
   type OptionsConfig,
 } from './context.js';
 import { createOutput, type Writer } from './output.js';
+import { audit } from './commands/audit.js';
 import { builds } from './commands/builds.js';
 import { deploy } from './commands/deploy.js';
 import { env } from './commands/env.js';
@@ -54,6 +55,7 @@ const COMMANDS: Array<Command | CommandGroup> = [
   status,
   logs,
   secrets,
+  audit,
 ];
 
 const GLOBAL_HELP = `global options:

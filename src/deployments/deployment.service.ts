@@ -1,8 +1,10 @@
 import type { Logger } from 'pino';
 import type { Principal } from '../auth/auth.service.js';
-import { assertEnvironmentInScope, authorize } from '../access/access.service.js';
+import { assertEnvironmentInScope, authorize, type ProjectGrant } from '../access/access.service.js';
 import { AppError } from '../platform/errors.js';
 import { inTransaction, type Db } from '../platform/db/transaction.js';
+import { roleFor } from '../audit/audit-actor.js';
+import type { AuditRecorder } from '../audit/audit-recorder.js';
 import type { DeploymentKind, ReleaseRow } from '../platform/db/schema.js';
 import { rowPosition } from '../platform/db/keyset.js';
 import { toPage, type PageRequest } from '../platform/http/pagination.js';
@@ -36,6 +38,7 @@ export function createDeploymentService(deps: {
   /** Present in processes that run workloads (role all or worker). */
   runtime: RuntimeDriver | undefined;
   reconciler: Reconciler | undefined;
+  audit: AuditRecorder;
 }) {
   const { db, logger, queue } = deps;
 
@@ -69,7 +72,11 @@ export function createDeploymentService(deps: {
     );
   }
 
-  async function enqueue(principal: Principal, input: { serviceId: string; environmentId: string; release: ReleaseRow; kind: DeploymentKind; replicas: number }) {
+  async function enqueue(
+    principal: Principal,
+    input: { serviceId: string; environmentId: string; release: ReleaseRow; kind: DeploymentKind; replicas: number },
+    audited: { grant: ProjectGrant; serviceName: string; projectId: string; environmentName: string },
+  ) {
     const deployment = await inTransaction(db, async (trx) => {
       const row = await repo.insertDeployment(trx, {
         serviceId: input.serviceId,
@@ -80,6 +87,14 @@ export function createDeploymentService(deps: {
         createdBy: principal.userId,
       });
       await queue.send(DEPLOYMENT_RECONCILE, { deploymentId: row.id }, { trx });
+      await deps.audit.recordIn(trx, {
+        action: input.kind === 'rollback' ? 'deployment.rollback' : 'deployment.create',
+        resource: { type: 'deployment', id: row.id, name: `${audited.serviceName}/${audited.environmentName}` },
+        projectId: audited.projectId,
+        environmentId: input.environmentId,
+        actorRole: roleFor(principal, audited.grant),
+        details: { serviceId: input.serviceId, releaseId: input.release.id, releaseVersion: input.release.version, replicas: input.replicas },
+      });
       return row;
     });
     logger.info({ deploymentId: deployment.id, serviceId: input.serviceId, releaseId: input.release.id, kind: input.kind, userId: principal.userId }, 'deployment queued');
@@ -98,7 +113,8 @@ export function createDeploymentService(deps: {
         throw new AppError('RELEASE_NOT_FOUND', 'No such release of this service');
       }
       const replicas = input.replicas ?? service.runtime.instances;
-      return enqueue(principal, { serviceId: service.id, environmentId: environment.id, release, kind: 'deploy', replicas });
+      const audited = { grant, serviceName: service.name, projectId: service.project_id, environmentName: environment.name };
+      return enqueue(principal, { serviceId: service.id, environmentId: environment.id, release, kind: 'deploy', replicas }, audited);
     },
 
     async rollback(principal: Principal, serviceId: string, input: { environment: string; releaseId?: string }) {
@@ -112,7 +128,8 @@ export function createDeploymentService(deps: {
         throw new AppError('ROLLBACK_TARGET_INVALID', `No earlier release of this service was live in "${environment.name}"`);
       }
       const replicas = live?.replicas ?? service.runtime.instances;
-      return enqueue(principal, { serviceId: service.id, environmentId: environment.id, release, kind: 'rollback', replicas });
+      const audited = { grant, serviceName: service.name, projectId: service.project_id, environmentName: environment.name };
+      return enqueue(principal, { serviceId: service.id, environmentId: environment.id, release, kind: 'rollback', replicas }, audited);
     },
 
     async list(principal: Principal, serviceId: string, page: PageRequest, environment?: string) {

@@ -17,6 +17,8 @@ import { registerBuildRoutes } from '../builds/build.routes.js';
 import { registerDeploymentRoutes } from '../deployments/deployment.routes.js';
 import { registerReleaseRoutes } from '../releases/release.routes.js';
 import { registerSecretRoutes } from '../secrets/secret.routes.js';
+import { installAuditHooks } from '../audit/audit-http.js';
+import { registerAuditRoutes } from '../audit/audit.routes.js';
 
 export type AppInstance = FastifyInstance<
   RawServerDefault,
@@ -56,6 +58,7 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
   app.addSchema(ErrorEnvelope);
   installErrorHandling(app);
   installRequestHooks(app, deps);
+  installAuditHooks(app, { recorder: deps.audit.recorder, keys: deps.keys, tokens: config.auth });
 
   await app.register(helmet, { contentSecurityPolicy: false, global: true });
   await registerBrowserSupport(app, config);
@@ -84,6 +87,7 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
         registerReleaseRoutes(typed, deps);
         registerDeploymentRoutes(typed, deps);
         registerSecretRoutes(typed, deps);
+        registerAuditRoutes(typed, deps);
       });
     },
     { prefix: '/v1' },

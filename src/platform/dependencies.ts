@@ -22,6 +22,7 @@ import { createRouter, type Router } from '../router/router.js';
 import { createLockbox, openLockboxStore, type Lockbox, type LockboxStore } from '../secrets/lockbox.js';
 import { createGitCredentialSource } from '../secrets/platform-credentials.js';
 import type { RotationHooks } from '../secrets/rotation-runner.js';
+import { openAudit, type Audit } from '../audit/audit.js';
 
 export interface WorkerIdentity {
   id: string;
@@ -51,6 +52,8 @@ export interface Dependencies {
   domain: ReturnType<typeof createDomain>;
   /** Secrets: store, API services, delivery to workloads and (with workloads) rotations. */
   lockbox: Lockbox;
+  /** The audit trail: recorder, batched writer and spool, reading, checkpoints, sinks. */
+  audit: Audit;
   readiness(): Promise<Record<string, ReadinessCheck>>;
   close(): Promise<void>;
 }
@@ -78,6 +81,7 @@ function createDomain(deps: {
   worker: WorkerIdentity;
   identity: Identity;
   lockboxStore: LockboxStore;
+  audit: Audit;
 }) {
   const { config, logger, queue } = deps;
   const db = deps.database.db;
@@ -86,9 +90,10 @@ function createDomain(deps: {
     allowLocalGit: config.git.allowLocal,
     allowPrivateNetworks: config.git.allowPrivateNetworks,
   };
-  const projects = createProjectService({ db, logger });
+  const audit = deps.audit.recorder;
+  const projects = createProjectService({ db, logger, audit });
   const identityServices = createIdentityServices({ ...deps, projects });
-  const services = createServiceService({ db, logger, projects, gitPolicy, resolver: deps.resolver });
+  const services = createServiceService({ db, logger, projects, gitPolicy, resolver: deps.resolver, audit });
   const builds = createBuildService({
     db,
     logger,
@@ -105,6 +110,7 @@ function createDomain(deps: {
       store: deps.lockboxStore.store,
       path: config.git.credentialsFile,
     }),
+    audit,
   });
   const releases = createReleaseService({ db, services });
   const deployments = createDeploymentService({
@@ -117,6 +123,7 @@ function createDomain(deps: {
     routerPort: deps.routerPort,
     runtime: deps.runtime,
     reconciler: deps.reconciler,
+    audit,
   });
   return { ...identityServices, projects, services, builds, releases, deployments };
 }
@@ -149,6 +156,8 @@ export async function createDependencies(
     const resolver = overrides.resolver ?? systemResolver;
 
     const lockboxStore = openLockboxStore(config, logger, database.db);
+    const audit = openAudit({ config, logger, database, registry: metrics.registry, keys, masterKeys: lockboxStore.keys, resolver });
+    owned.push(() => audit.close());
     const runsWorkloads = config.process.role !== 'api';
     const runtime = runsWorkloads
       ? createLocalRuntime({ stateDir: join(config.dataDir, 'runtime'), logger, drainMs: config.deployments.drainMs })
@@ -171,7 +180,7 @@ export async function createDependencies(
             workloadSecrets: lockboxStore.delivery.workloadSecrets,
           })
         : undefined;
-    const domain = createDomain({ config, logger, database, metrics, keys, queue, resolver, runtime, reconciler, routerPort: config.router.port, identity, worker, lockboxStore });
+    const domain = createDomain({ config, logger, database, metrics, keys, queue, resolver, runtime, reconciler, routerPort: config.router.port, identity, worker, lockboxStore, audit });
     const lockbox = createLockbox(lockboxStore, {
       db: database.db,
       logger,
@@ -198,6 +207,7 @@ export async function createDependencies(
       reconciler,
       domain,
       lockbox,
+      audit,
       async readiness() {
         const checks: Record<string, ReadinessCheck> = {};
         try {

@@ -5,6 +5,7 @@ import { listOrphanedWork, pruneWorkers } from './leases.repository.js';
 import { BUILD_RUN } from '../builds/build.jobs.js';
 import { DEPLOYMENT_RECONCILE } from '../deployments/deployment.jobs.js';
 import { SECRET_ROTATE } from '../secrets/rotation.jobs.js';
+import { openAuditScope, runInAuditScope } from '../audit/audit-context.js';
 
 /** The lease whose holder runs the reconciler, the router and the local workloads. */
 export const RECONCILER_LEASE = 'deployment-reconciler';
@@ -101,8 +102,10 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
 
   const timed = async (job: string, work: () => Promise<void>) => {
     const end = metrics.jobDuration.startTimer({ job });
+    // Events a job records (secrets delivered to workloads, rotations) reach the audit trail.
+    const scope = openAuditScope(deps.audit.recorder, { requestId: null, clientIp: null, userAgent: `switchyard-worker ${job}` });
     try {
-      await work();
+      await runInAuditScope(scope, work);
       end({ outcome: 'ok' });
     } catch (error) {
       end({ outcome: 'error' });
@@ -136,6 +139,8 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
 
   // Serve only once this process knows whether it leads, and a leader has its apps back.
   await election.settled;
+  // Signed checkpoints of the audit chain, and deliveries to compliance sinks.
+  const auditWork = deps.audit.runBackground(shutdown.signal);
 
   return {
     async stop(timeoutMs) {
@@ -151,6 +156,7 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
         clearTimeout(cancel);
         shutdown.abort();
         leaderDuties.close();
+        await auditWork;
       }
     },
   };

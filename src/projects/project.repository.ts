@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db } from '../platform/db/transaction.js';
+import { joinTransaction, type Db } from '../platform/db/transaction.js';
 import type { EnvironmentRow, MemberRow, ProjectRow, Role } from '../platform/db/schema.js';
 import { afterCursor, cursorPosition, fetchSize } from '../platform/db/keyset.js';
 import type { PageRequest } from '../platform/http/pagination.js';
@@ -14,7 +14,7 @@ export async function insertProject(
   db: Db,
   project: { slug: string; name: string; ownerId: string },
 ): Promise<ProjectRow | undefined> {
-  return db.transaction().execute(async (trx) => {
+  return joinTransaction(db, async (trx) => {
     const row = await trx
       .insertInto('projects')
       .values({ slug: project.slug, name: project.name, created_by: project.ownerId })
@@ -213,7 +213,7 @@ export async function changeMember(
   userId: string,
   change: { role: Role; environmentId: string | null; expiresAt: Date | null } | 'remove',
 ): Promise<'ok' | 'last_owner' | 'missing'> {
-  return db.transaction().execute(async (trx) => {
+  return joinTransaction(db, async (trx) => {
     const owners = await trx
       .selectFrom('project_members')
       .select('user_id')

@@ -3,11 +3,16 @@ import type { Principal } from '../auth/auth.service.js';
 import { assertEnvironmentInScope, type ProjectGrant } from '../access/access.service.js';
 import type { Permission } from '../access/permissions.js';
 import { AppError } from '../platform/errors.js';
-import { inTransaction, type Db } from '../platform/db/transaction.js';
+import { inTransaction, type Db, type Trx } from '../platform/db/transaction.js';
 import { toPage, type PageRequest } from '../platform/http/pagination.js';
 import type { ProjectService } from '../projects/project.service.js';
 import type { ServiceService } from '../services/service.service.js';
-import { recordSecretAccess, type SecretAction } from './secret-audit.js';
+import {
+  recordSecretAccess,
+  recordSecretAccessIn,
+  type SecretAccessEvent,
+  type SecretAction,
+} from './secret-audit.js';
 import * as repo from './secret.repository.js';
 import { hasRunningRotation } from './rotation.repository.js';
 import { toSecretResponse, toVersionResponse } from './secret.schema.js';
@@ -116,19 +121,21 @@ export function createSecretService(deps: {
     return row;
   }
 
-  function record(
+  type AccessExtra = {
+    version?: number;
+    versions?: number[];
+    deploymentId?: string;
+    rotationId?: string;
+    reason?: string;
+  };
+
+  function accessEvent(
     caller: Caller | undefined,
     action: SecretAction,
     secret: SecretRow,
-    extra: {
-      version?: number;
-      versions?: number[];
-      deploymentId?: string;
-      rotationId?: string;
-      reason?: string;
-    } = {},
-  ) {
-    recordSecretAccess(logger, {
+    extra: AccessExtra,
+  ): SecretAccessEvent {
+    return {
       action,
       actor: caller?.principal.userId ?? 'system',
       secretId: secret.id,
@@ -136,7 +143,27 @@ export function createSecretService(deps: {
       scope: scopeOf(secret),
       ...(caller?.requestId === undefined ? {} : { requestId: caller.requestId }),
       ...extra,
-    });
+    };
+  }
+
+  function record(
+    caller: Caller | undefined,
+    action: SecretAction,
+    secret: SecretRow,
+    extra: AccessExtra = {},
+  ) {
+    recordSecretAccess(logger, accessEvent(caller, action, secret, extra));
+  }
+
+  /** A write's audit event, in the transaction that makes the write. */
+  async function recordIn(
+    trx: Trx,
+    caller: Caller | undefined,
+    action: SecretAction,
+    secret: SecretRow,
+    extra: AccessExtra = {},
+  ) {
+    await recordSecretAccessIn(trx, logger, accessEvent(caller, action, secret, extra));
   }
 
   async function assertNotRotating(secret: SecretRow): Promise<void> {
@@ -160,7 +187,7 @@ export function createSecretService(deps: {
     createdBy: string | null;
     state: SecretVersionState;
     /** Runs in the same transaction once the version exists (a rotation records it). */
-    within?: (trx: LockboxTrx, version: number) => Promise<void>;
+    within?: (trx: LockboxTrx, version: number, plainTrx: Trx) => Promise<void>;
   }) {
     return inTransaction(deps.db, async (plainTrx) => {
       const trx = repo.lockboxTrx(plainTrx);
@@ -194,7 +221,7 @@ export function createSecretService(deps: {
         current: version,
         latest: version,
       });
-      await input.within?.(trx, version);
+      await input.within?.(trx, version, plainTrx);
       return { secret, version };
     });
   }
@@ -227,8 +254,12 @@ export function createSecretService(deps: {
         value,
         createdBy: caller.principal.userId,
         state: 'active',
+        within: async (trx, written, plainTrx) => {
+          const row = await repo.findSecret(trx, scope, name);
+          if (row !== undefined)
+            await recordIn(plainTrx, caller, 'write', row, { version: written });
+        },
       });
-      record(caller, 'write', secret, { version });
       logger.info(
         { secretId: secret.id, version, userId: caller.principal.userId },
         'secret written',
@@ -285,9 +316,10 @@ export function createSecretService(deps: {
         const trx = repo.lockboxTrx(plainTrx);
         await repo.setVersionState(trx, secret.id, [version], 'active');
         await repo.supersedeOthers(trx, secret.id, version);
-        return repo.setVersionPointers(trx, secret.id, { current: version });
+        const row = await repo.setVersionPointers(trx, secret.id, { current: version });
+        await recordIn(plainTrx, caller, 'restore', row, { version });
+        return row;
       });
-      record(caller, 'restore', updated, { version });
       return toSecretResponse(updated);
     },
 
@@ -307,14 +339,16 @@ export function createSecretService(deps: {
       );
       const live = rows.filter((row) => row.state !== 'destroyed');
       await store.destroy(secret.id, live);
-      await inTransaction(deps.db, (trx) =>
-        repo.markDestroyed(
+      await inTransaction(deps.db, async (trx) => {
+        await repo.markDestroyed(
           repo.lockboxTrx(trx),
           secret.id,
           live.map((row) => row.version),
-        ),
-      );
-      record(caller, 'destroy', secret, { versions: live.map((row) => row.version) });
+        );
+        await recordIn(trx, caller, 'destroy', secret, {
+          versions: live.map((row) => row.version),
+        });
+      });
       return { destroyed: live.map((row) => row.version).sort((a, b) => a - b) };
     },
 
@@ -323,8 +357,10 @@ export function createSecretService(deps: {
       const secret = await getSecret(scope, name);
       await assertNotRotating(secret);
       await store.remove(secret.id);
-      await repo.deleteSecret(db, secret.id);
-      record(caller, 'delete', secret);
+      await inTransaction(deps.db, async (trx) => {
+        await repo.deleteSecret(repo.lockboxTrx(trx), secret.id);
+        await recordIn(trx, caller, 'delete', secret);
+      });
     },
   };
 }

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db } from '../platform/db/transaction.js';
+import { joinTransaction, type Db } from '../platform/db/transaction.js';
 import type { BuildSettings, RuntimeSettings, ServiceRow } from '../platform/db/schema.js';
 import type { ProjectAccessRow } from '../access/access.repository.js';
 import { afterCursor, cursorPosition, fetchSize } from '../platform/db/keyset.js';
@@ -112,7 +112,7 @@ export async function listVariables(
 
 /** Replaces the whole set of variables atomically. */
 export async function replaceVariables(db: Db, serviceId: string, variables: Array<[string, string]>): Promise<void> {
-  await db.transaction().execute(async (trx) => {
+  await joinTransaction(db, async (trx) => {
     await trx.deleteFrom('service_variables').where('service_id', '=', serviceId).execute();
     if (variables.length === 0) return;
     await trx

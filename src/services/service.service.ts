@@ -3,7 +3,10 @@ import type { Principal } from '../auth/auth.service.js';
 import { authorize, type ProjectGrant } from '../access/access.service.js';
 import type { Permission } from '../access/permissions.js';
 import { AppError } from '../platform/errors.js';
-import type { Db } from '../platform/db/transaction.js';
+import { inTransaction, type Db, type Trx } from '../platform/db/transaction.js';
+import { roleFor } from '../audit/audit-actor.js';
+import { diffFields, type FieldDiff } from '../audit/audit-event.js';
+import type { AuditRecorder } from '../audit/audit-recorder.js';
 import type { RuntimeSettings, ServiceRow } from '../platform/db/schema.js';
 import { rowPosition } from '../platform/db/keyset.js';
 import { toPage, type PageRequest } from '../platform/http/pagination.js';
@@ -26,8 +29,25 @@ export function createServiceService(deps: {
   projects: ProjectService;
   gitPolicy: UrlPolicy;
   resolver: Resolver;
+  audit: AuditRecorder;
 }) {
   const { db, logger, projects } = deps;
+
+  /** Records a change to a service (or its variables) in `trx`, with the change. */
+  async function recordChange(trx: Trx, principal: Principal, grant: ProjectGrant, action: string, service: ServiceRow, diff: FieldDiff) {
+    await deps.audit.recordIn(trx, {
+      action,
+      resource: { type: 'service', id: service.id, name: service.name },
+      projectId: service.project_id,
+      actorRole: roleFor(principal, grant),
+      diff,
+    });
+  }
+
+  const serviceFields = (row: ServiceRow) => ({ name: row.name, gitUrl: row.git_url, branch: row.branch, build: row.build, runtime: row.runtime });
+  // Configuration values may hold credentials whatever their names: a diff names the variables that changed, never their values.
+  const variableDiff = (before: Record<string, string>, after: Record<string, string>) =>
+    diffFields({ variables: before }, { variables: after }, { secretFields: ['variables'] });
 
   /** Loads a service the caller may `permission` on; unknown and foreign ids look alike. */
   async function access(principal: Principal, serviceId: string, permission: Permission): Promise<{ service: ServiceRow; grant: ProjectGrant }> {
@@ -64,13 +84,17 @@ export function createServiceService(deps: {
     async create(principal: Principal, project: string, input: CreateServiceBody) {
       const grant = await projects.access(principal, project, 'service.write');
       const git = await checkGitUrl(input.gitUrl, deps.gitPolicy, deps.resolver);
-      const row = await repo.insertService(db, {
-        projectId: grant.projectId,
-        name: input.name,
-        gitUrl: git.url,
-        branch: input.branch ?? 'main',
-        build: input.build ?? {},
-        runtime: { ...DEFAULT_RUNTIME, ...input.runtime },
+      const row = await inTransaction(db, async (trx) => {
+        const created = await repo.insertService(trx, {
+          projectId: grant.projectId,
+          name: input.name,
+          gitUrl: git.url,
+          branch: input.branch ?? 'main',
+          build: input.build ?? {},
+          runtime: { ...DEFAULT_RUNTIME, ...input.runtime },
+        });
+        if (created !== undefined) await recordChange(trx, principal, grant, 'service.create', created, diffFields(null, serviceFields(created)));
+        return created;
       });
       if (row === undefined) throw new AppError('SERVICE_NAME_TAKEN', `The project already has a service named "${input.name}"`);
       logger.info({ serviceId: row.id, projectId: grant.projectId }, 'service created');
@@ -89,13 +113,17 @@ export function createServiceService(deps: {
     },
 
     async update(principal: Principal, serviceId: string, input: UpdateServiceBody) {
-      const { service } = await access(principal, serviceId, 'service.write');
+      const { service, grant } = await access(principal, serviceId, 'service.write');
       const gitUrl = input.gitUrl === undefined ? undefined : (await checkGitUrl(input.gitUrl, deps.gitPolicy, deps.resolver)).url;
-      const row = await repo.updateService(db, service.id, {
-        ...(gitUrl === undefined ? {} : { gitUrl }),
-        ...(input.branch === undefined ? {} : { branch: input.branch }),
-        ...(input.build === undefined ? {} : { build: input.build }),
-        ...(input.runtime === undefined ? {} : { runtime: { ...service.runtime, ...input.runtime } }),
+      const row = await inTransaction(db, async (trx) => {
+        const updated = await repo.updateService(trx, service.id, {
+          ...(gitUrl === undefined ? {} : { gitUrl }),
+          ...(input.branch === undefined ? {} : { branch: input.branch }),
+          ...(input.build === undefined ? {} : { build: input.build }),
+          ...(input.runtime === undefined ? {} : { runtime: { ...service.runtime, ...input.runtime } }),
+        });
+        if (updated !== undefined) await recordChange(trx, principal, grant, 'service.update', updated, diffFields(serviceFields(service), serviceFields(updated)));
+        return updated;
       });
       if (row === undefined) throw new AppError('SERVICE_NOT_FOUND', SERVICE_NOT_FOUND.message);
       logger.info({ serviceId: row.id }, 'service updated');
@@ -103,9 +131,12 @@ export function createServiceService(deps: {
     },
 
     async remove(principal: Principal, serviceId: string, stopWorkloads: (serviceId: string) => Promise<void>) {
-      const { service } = await access(principal, serviceId, 'service.delete');
+      const { service, grant } = await access(principal, serviceId, 'service.delete');
       await stopWorkloads(service.id);
-      await repo.deleteService(db, service.id);
+      await inTransaction(db, async (trx) => {
+        await repo.deleteService(trx, service.id);
+        await recordChange(trx, principal, grant, 'service.delete', service, {});
+      });
       logger.info({ serviceId: service.id }, 'service deleted');
     },
 
@@ -115,20 +146,28 @@ export function createServiceService(deps: {
     },
 
     async putVariables(principal: Principal, serviceId: string, variables: Record<string, string>) {
-      const { service } = await access(principal, serviceId, 'variables.write');
+      const { service, grant } = await access(principal, serviceId, 'variables.write');
       const entries = Object.entries(variables);
       checkVariables(entries);
-      await repo.replaceVariables(db, service.id, entries);
+      const before = (await getVariables(service.id)).variables;
+      await inTransaction(db, async (trx) => {
+        await repo.replaceVariables(trx, service.id, entries);
+        await recordChange(trx, principal, grant, 'service.variables.replace', service, variableDiff(before, variables));
+      });
       logger.info({ serviceId: service.id, count: entries.length }, 'variables replaced');
       return getVariables(service.id);
     },
 
     /** Merges a .env file into the variables; later duplicates in the file win. */
     async importVariables(principal: Principal, serviceId: string, text: string) {
-      const { service } = await access(principal, serviceId, 'variables.write');
+      const { service, grant } = await access(principal, serviceId, 'variables.write');
       const entries = parseDotenv(text).map((entry): [string, string] => [entry.name, entry.value]);
       checkVariables(entries);
-      await repo.mergeVariables(db, service.id, entries);
+      const before = (await getVariables(service.id)).variables;
+      await inTransaction(db, async (trx) => {
+        await repo.mergeVariables(trx, service.id, entries);
+        await recordChange(trx, principal, grant, 'service.variables.import', service, variableDiff(before, { ...before, ...Object.fromEntries(entries) }));
+      });
       logger.info({ serviceId: service.id, count: entries.length }, 'variables imported');
       return getVariables(service.id);
     },

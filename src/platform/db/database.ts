@@ -55,6 +55,12 @@ function openPostgres(config: Readonly<Config>, logger: Logger): Database {
     application_name: 'switchyard',
   });
   pool.on('error', (error) => logger.warn({ err: error }, 'idle database connection failed'));
+  // A connection that dies while checked out (mid-transaction) emits 'error' on its client,
+  // which the pool does not listen to then; unheard, it would crash the process. The query in
+  // flight fails on its own, so the event only needs hearing.
+  pool.on('connect', (client) => {
+    client.on('error', (error) => logger.warn({ err: error }, 'database connection failed'));
+  });
   const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
 
   return {

@@ -35,3 +35,13 @@ export async function inTransaction<T>(db: Db, work: (trx: Trx) => Promise<T>): 
   await trx.commit().execute();
   return result;
 }
+
+/**
+ * Runs `work` in `db` itself when it already is a transaction (the caller's, which commits or
+ * rolls back), else in a new one through inTransaction. A repository function that needs
+ * atomicity can so also take part in a caller's transaction, e.g. one that records the
+ * change's audit event.
+ */
+export async function joinTransaction<T>(db: Db, work: (trx: Trx) => Promise<T>): Promise<T> {
+  return db.isTransaction ? work(db as Trx) : inTransaction(db, work);
+}
