@@ -20,8 +20,9 @@ export async function registerBrowserSupport(
 ): Promise<void> {
   await app.register(cookie);
   // JSON answers never load anything nor get framed; the docs page brings its own scripts.
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     if (!request.url.startsWith('/docs')) void reply.header('content-security-policy', API_CSP);
+    done();
   });
   if (config.cors.allowedOrigins.length === 0) return;
   await app.register(cors, {
