@@ -301,15 +301,22 @@ export function createRotationRunner(deps: {
       return;
     }
     if (status !== 'live') return;
-    const restoreId =
-      target.restore_deployment_id ??
-      (await startDeployment(
-        rotation,
-        target,
-        'restore_deployment_id',
-        await pinsOf(target.previous_deployment_id),
-        signal,
-      ));
+    // A restore that failed on an earlier attempt is replaced by a fresh one.
+    const earlier =
+      target.restore_deployment_id === null
+        ? undefined
+        : await deployments.findDeploymentPlan(deps.db, target.restore_deployment_id);
+    const isReusable =
+      earlier !== undefined && !['failed', 'cancelled'].includes(earlier.deployment.status);
+    const restoreId = isReusable
+      ? earlier.deployment.id
+      : await startDeployment(
+          rotation,
+          target,
+          'restore_deployment_id',
+          await pinsOf(target.previous_deployment_id),
+          signal,
+        );
     const restored = await deployments.findDeploymentPlan(deps.db, restoreId);
     if (
       restored?.deployment.status === 'in_progress' ||
