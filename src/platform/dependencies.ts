@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/database.js';
@@ -128,6 +129,16 @@ function createDomain(deps: {
   return { ...identityServices, projects, services, builds, releases, deployments };
 }
 
+/**
+ * Redis is optional: without it, and while it is away, Switchyard serves from process memory
+ * and the database, so the process stays ready; the detail says when it is degraded.
+ */
+function cacheCheck(redis: Redis | undefined): ReadinessCheck {
+  if (redis === undefined) return { ok: true, detail: 'in-process' };
+  if (redis.status === 'ready') return { ok: true, detail: 'redis' };
+  return { ok: true, detail: `degraded: redis ${redis.status}, serving from process memory` };
+}
+
 /** Opens the database (migrating it), loads keys, and wires every service. Listens on nothing. */
 export async function createDependencies(
   config: Readonly<Config>,
@@ -217,6 +228,7 @@ export async function createDependencies(
           checks['database'] = { ok: false, detail: (error as Error).message };
         }
         checks['runtime'] = { ok: true, detail: runtime === undefined ? 'not in this process' : runtime.name };
+        checks['cache'] = cacheCheck(identity.redis);
         return checks;
       },
       async close() {

@@ -28,6 +28,9 @@ import {
   type ThrowawayDatabase,
 } from './cluster-support.js';
 
+// Compiled once at import, before any test's clock starts (the product runs from dist/).
+ensureBuilt();
+
 // Three `switchyard serve` processes on one fresh PostgreSQL database and one Redis behave
 // as one service: migrations once, each job once, one leader running the router and the
 // reconciler, shared revocations and rate limits, and a new leader when the old one dies.
@@ -60,7 +63,6 @@ describe('three replicas on one PostgreSQL and Redis', { timeout: 120_000 }, () 
 
   before(
     async () => {
-      ensureBuilt();
       root = realpathSync(mkdtempSync(join(tmpdir(), 'switchyard-replicas-')));
       dataDir = join(root, 'data');
       createGitRepo(join(REPO_ROOT, 'examples', 'hello-node'), join(root, 'hello-node'));
