@@ -70,7 +70,7 @@ export async function serve(): Promise<void> {
     {
       mode: config.mode,
       role: config.process.role,
-      api: config.process.role === 'worker' ? null : `http://${config.api.host}:${config.api.port}`,
+      api: `http://${config.api.host}:${config.api.port}${config.process.role === 'worker' ? ' (probes only)' : ''}`,
       router:
         config.process.role === 'api'
           ? null
@@ -85,10 +85,11 @@ export async function serve(): Promise<void> {
 async function start(running: Running, config: Readonly<Config>, logger: Logger): Promise<void> {
   running.deps = await createDependencies(config, logger);
   running.app = await buildApp(running.deps);
+  // Every role enqueues work (builds, deployments); only workers take it.
+  await running.deps.queue.start();
   if (config.process.role !== 'api') running.workers = await startWorkers(running.deps);
-  if (config.process.role !== 'worker') {
-    await running.app.listen({ host: config.api.host, port: config.api.port });
-  }
+  // In the worker role the app serves /healthz, /readyz and /metrics only.
+  await running.app.listen({ host: config.api.host, port: config.api.port });
 }
 
 /** Closes the HTTP server (draining requests), then the workers, then the dependencies. */
@@ -100,7 +101,9 @@ async function release(
   enter('closing http server');
   await running.app?.close();
   enter('stopping workers');
-  await running.workers?.stop(Math.floor(config.process.shutdownTimeoutMs / 2));
+  const queueTimeoutMs = Math.floor(config.process.shutdownTimeoutMs / 2);
+  if (running.workers === undefined) await running.deps?.queue.stop(queueTimeoutMs);
+  else await running.workers.stop(queueTimeoutMs);
   enter('closing dependencies');
   await running.deps?.close();
 }

@@ -8,6 +8,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Dependencies } from './dependencies.js';
 import { handleFrameworkError, installErrorHandling } from './http/error-handler.js';
+import { cachingSerializerFactory, createValidatorCompiler } from './http/compilers.js';
 import { ErrorEnvelope } from './http/schemas.js';
 import { authenticationHook } from '../auth/auth.hook.js';
 import { registerBrowserSupport, registerIdentityRoutes, registerPublicIdentityRoutes } from '../auth/identity.routes.js';
@@ -49,7 +50,7 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
       const incoming = request.headers['x-request-id'];
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     },
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    schemaController: { compilersFactory: { buildSerializer: cachingSerializerFactory() } },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     frameworkErrors: handleFrameworkError,
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -72,7 +73,10 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
+  app.setValidatorCompiler(createValidatorCompiler());
   registerOperationalRoutes(app, deps);
+  // Worker processes answer probes and metrics only; the API lives in api and all roles.
+  if (config.process.role === 'worker') return app;
   await app.register(
     async (v1) => {
       const api = v1.withTypeProvider<TypeBoxTypeProvider>();
@@ -113,18 +117,20 @@ function installRequestHooks(app: AppInstance, deps: Dependencies): void {
 
 function registerOperationalRoutes(app: AppInstance, deps: Dependencies): void {
   const hide = { hide: true };
-  app.get('/healthz', { schema: { ...hide, response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({
+  // Probes and scrapes come every few seconds; their access log would drown the rest.
+  const quiet = { logLevel: 'warn' as const };
+  app.get('/healthz', { ...quiet, schema: { ...hide, response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({
     status: 'ok' as const,
   }));
 
-  app.get('/readyz', { schema: hide }, async (_request, reply) => {
+  app.get('/readyz', { ...quiet, schema: hide }, async (_request, reply) => {
     const checks = await deps.readiness();
     const isReady = Object.values(checks).every((check) => check.ok);
     void reply.status(isReady ? 200 : 503);
     return { status: isReady ? 'ready' : 'unavailable', checks };
   });
 
-  app.get('/metrics', { schema: hide }, async (_request, reply) => {
+  app.get('/metrics', { ...quiet, schema: hide }, async (_request, reply) => {
     const pool = deps.database.poolStats();
     deps.metrics.dbPool.labels('total').set(pool.total);
     deps.metrics.dbPool.labels('idle').set(pool.idle);

@@ -77,11 +77,14 @@ export function createQueue(database: Database, logger: Logger, options: { polli
   const pollingIntervalSeconds = options.pollingIntervalSeconds ?? 0.5;
   const defined = new Set<string>();
   let isStarted = false;
+  let starting: Promise<void> | undefined;
 
-  return {
-    async start() {
+  const queue: Queue = {
+    /** Idempotent. API-only processes start the queue too, so that they can enqueue. */
+    start() {
       isStarted = true;
-      await boss.start();
+      starting ??= boss.start().then(() => undefined);
+      return starting;
     },
 
     async define(job) {
@@ -109,6 +112,7 @@ export function createQueue(database: Database, logger: Logger, options: { polli
     },
 
     async send(job, data, sendOptions = {}) {
+      await queue.define(job);
       return boss.send(job.name, data as object, {
         retryLimit: job.retryLimit,
         retryDelay: job.retryDelaySeconds,
@@ -145,4 +149,5 @@ export function createQueue(database: Database, logger: Logger, options: { polli
       return out;
     },
   };
+  return queue;
 }
