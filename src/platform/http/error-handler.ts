@@ -34,6 +34,9 @@ const UNAVAILABLE = new Set([
   '08001',
   '08003',
   '08006',
+  // The statement timeout or lock timeout ended a query: the database did not answer in time.
+  '57014',
+  '55P03',
 ]);
 
 function isUnstorableValue(error: unknown): boolean {
