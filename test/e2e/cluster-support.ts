@@ -182,7 +182,7 @@ export function throughProxy(url: string, proxy: TcpProxy): string {
   return parsed.toString();
 }
 
-/** Starts `count` serve processes together on one data folder, each with its own ports. */
+/** Starts `count` serve processes together on one data folder, each with its own ports and spool. */
 export async function startReplicas(
   count: number,
   dataDir: string,
@@ -191,8 +191,15 @@ export async function startReplicas(
   const ports = [];
   for (let i = 0; i < count; i++)
     ports.push({ apiPort: await freePort(), routerPort: await freePort() });
+  // Each process keeps its own audit spool (one file per process, locked while open).
   const started = await Promise.allSettled(
-    ports.map((p) => startSwitchyard({ dataDir, ...p, env })),
+    ports.map((p) =>
+      startSwitchyard({
+        dataDir,
+        ...p,
+        env: { AUDIT_SPOOL_DIR: join(dataDir, 'audit', `replica-${p.apiPort}`), ...env },
+      }),
+    ),
   );
   const failed = started.find((result) => result.status === 'rejected');
   if (failed !== undefined) {
