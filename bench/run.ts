@@ -1,4 +1,5 @@
 import { benchApi } from './api-bench.js';
+import { benchAudit } from './audit.bench.js';
 import { createEnvironment, type BenchEnvironment } from './environments.js';
 import { LoadGenerator } from './load.js';
 import { Report } from './report.js';
@@ -22,6 +23,12 @@ async function runParts(context: BenchContext, environments: BenchEnvironment[])
     if (!settings.parts.includes('api')) continue;
     progress(`api on ${backend}`);
     await benchApi(environment, context);
+  }
+  if (settings.parts.includes('audit')) {
+    for (const backend of settings.backends) {
+      progress(`audit on ${backend}`);
+      await benchAudit(backend, context);
+    }
   }
   if (settings.parts.includes('router')) {
     progress('router');
