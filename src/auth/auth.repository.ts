@@ -274,69 +274,6 @@ export async function findSession(db: Db, sessionId: string): Promise<UserSessio
     .executeTakeFirst();
 }
 
-/**
- * The caller's standing from the database: undefined when the user no longer exists.
- * Requests do not use it (they read the in-memory deny list); it remains for diagnostics
- * and benchmarks that compare against a per-request lookup.
- */
-export async function findPrincipal(
-  db: Db,
-  userId: string,
-  tokenId: string,
-  sessionId: string,
-): Promise<
-  | {
-      id: string;
-      email: string;
-      name: string;
-      isInstanceAdmin: boolean;
-      status: string;
-      isRevoked: boolean;
-    }
-  | undefined
-> {
-  const row = await identityDb(db)
-    .selectFrom('users')
-    .select((eb) => [
-      'users.id',
-      'users.email',
-      'users.name',
-      'users.is_instance_admin',
-      'users.status',
-      eb
-        .or([
-          eb.exists(
-            eb
-              .selectFrom('auth_denials')
-              .select('subject')
-              .where('kind', '=', 'token')
-              .where('subject', '=', tokenId),
-          ),
-          eb.not(
-            eb.exists(
-              eb
-                .selectFrom('user_sessions')
-                .select('id')
-                .where('id', '=', sessionId)
-                .where('revoked_at', 'is', null),
-            ),
-          ),
-        ])
-        .as('is_revoked'),
-    ])
-    .where('users.id', '=', userId)
-    .executeTakeFirst();
-  if (row === undefined) return undefined;
-  return {
-    id: row.id,
-    email: row.email,
-    name: row.name,
-    isInstanceAdmin: row.is_instance_admin,
-    status: row.status,
-    isRevoked: Boolean(row.is_revoked),
-  };
-}
-
 /** One more failed sign-in for the account name; returns the count in the current streak. */
 export async function addSignInFailure(db: Db, accountKey: string): Promise<number> {
   const row = await identityDb(db)

@@ -245,3 +245,69 @@ for (const backend of testBackends()) {
     });
   });
 }
+
+for (const backend of testBackends()) {
+  describe(`members and Redis outages on ${backend}`, () => {
+    let t: IdentityTestApp;
+
+    before(async () => {
+      // Nothing listens on port 1: every Redis command fails.
+      t = await createIdentityTestApp(backend, { env: { REDIS_URL: 'redis://127.0.0.1:1' } });
+      await newUser(t.app, 'admin');
+    });
+    after(async () => t.close());
+
+    it('keeps the last owner: neither removed nor demoted', async () => {
+      const owner = await newUser(t.app);
+      const slug = `last-owner-${Date.now()}`;
+      await t.app.inject({
+        method: 'POST',
+        url: '/v1/projects',
+        headers: owner.headers,
+        payload: { name: 'Last', slug },
+      });
+      const demote = await t.app.inject({
+        method: 'PATCH',
+        url: `/v1/projects/${slug}/members/${owner.id}`,
+        headers: owner.headers,
+        payload: { role: 'admin' },
+      });
+      assert.equal(demote.statusCode, 409);
+      assert.equal(demote.json().error.code, 'MEMBER_LAST_OWNER');
+      const remove = await t.app.inject({
+        method: 'DELETE',
+        url: `/v1/projects/${slug}/members/${owner.id}`,
+        headers: owner.headers,
+      });
+      assert.equal(remove.json().error.code, 'MEMBER_LAST_OWNER');
+    });
+
+    it('signs in, refreshes and revokes with Redis down: warnings in the log, no error to the client', async () => {
+      const user = await newUser(t.app);
+      const refreshed = await t.app.inject({
+        method: 'POST',
+        url: '/v1/auth/refresh',
+        payload: { refreshToken: user.refreshToken },
+      });
+      assert.equal(refreshed.statusCode, 200, refreshed.body);
+      const headers = {
+        authorization: `Bearer ${refreshed.json<{ accessToken: string }>().accessToken}`,
+      };
+      assert.equal(
+        (await t.app.inject({ method: 'POST', url: '/v1/auth/logout', headers })).statusCode,
+        204,
+      );
+      assert.equal((await t.app.inject({ url: '/v1/me', headers })).statusCode, 401);
+      const warnings = t.logs.filter((line) => line['msg'] === 'redis unavailable; falling back');
+      assert.ok(
+        warnings.some((line) => line['component'] === 'rate_limit'),
+        'rate limits fell back',
+      );
+      assert.ok(
+        warnings.some((line) => line['component'] === 'deny_list'),
+        'the deny list fell back',
+      );
+      assert.ok(warnings.every((line) => line['level'] === 40));
+    });
+  });
+}
