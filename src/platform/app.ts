@@ -8,6 +8,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Dependencies } from './dependencies.js';
 import { handleFrameworkError, installErrorHandling } from './http/error-handler.js';
+import { endEventStreamsOnClose } from './http/sse.js';
 import { cachingSerializerFactory, createValidatorCompiler } from './http/compilers.js';
 import { ErrorEnvelope } from './http/schemas.js';
 import { authenticationHook } from '../auth/auth.hook.js';
@@ -58,6 +59,7 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
   app.decorateRequest('principal', undefined);
   app.addSchema(ErrorEnvelope);
   installErrorHandling(app);
+  endEventStreamsOnClose(app);
   installRequestHooks(app, deps);
   installAuditHooks(app, { recorder: deps.audit.recorder, keys: deps.keys, tokens: config.auth });
 

@@ -12,6 +12,7 @@ import {
   isPortClosed,
   killProcessesUnder,
   processesWithCwdUnder,
+  readEventStream,
   startSwitchyard,
   stopSwitchyard,
   waitUntil,
@@ -53,6 +54,7 @@ describe('graceful shutdown of a serve process', { timeout: 120_000 }, () => {
   let env: Record<string, string> = {};
   let api: ApiClient;
   let slowServiceId = '';
+  let liveDeploymentId = '';
   const detail = () => `\n--- switchyard output ---\n${server?.tail() ?? '(not running)'}`;
 
   before(
@@ -103,6 +105,7 @@ describe('graceful shutdown of a serve process', { timeout: 120_000 }, () => {
         },
       );
       assert.equal((await deploymentToEnd(api, deployment.id, 30_000, detail)).status, 'live');
+      liveDeploymentId = deployment.id;
     },
     { timeout: 100_000 },
   );
@@ -114,7 +117,7 @@ describe('graceful shutdown of a serve process', { timeout: 120_000 }, () => {
     if (root !== '') rmSync(root, { recursive: true, force: true });
   });
 
-  it('drains in-flight requests, finishes the running build and exits 0 leaving nothing running', async (t) => {
+  it('drains in-flight requests, ends log streams, finishes the running build and exits 0 leaving nothing running', async (t) => {
     assert.ok(server !== undefined && database !== undefined);
     assert.ok(processesWithCwdUnder(dataDir).length > 0, 'the app instance is not running');
     const build = await api.expect<{ id: string }>(
@@ -132,6 +135,16 @@ describe('graceful shutdown of a serve process', { timeout: 120_000 }, () => {
       { timeoutMs: 30_000, detail },
     );
 
+    // A client following the app's logs: a stream that never ends by itself.
+    const follower = readEventStream(
+      `${api.baseUrl}/v1/deployments/${liveDeploymentId}/logs?follow=true`,
+      api.token ?? '',
+      'no such event',
+      60_000,
+    ).then(
+      () => 'ended',
+      (error: unknown) => `failed: ${String(error)}`,
+    );
     const load = startApiLoad(api, 6);
     await waitUntil('requests to flow', () => load.samples.length >= 30, { timeoutMs: 10_000 });
     // Sign-ins hash a password: slow enough to be surely in flight when the signal lands.
@@ -148,6 +161,7 @@ describe('graceful shutdown of a serve process', { timeout: 120_000 }, () => {
     const stopMs = Math.round(performance.now() - sigtermAt);
     const samples = [...(await load.stop()), ...(await Promise.all(signIns))];
     assert.equal(code, 0, `exit ${code}${detail()}`);
+    assert.equal(await follower, 'ended', 'the log stream did not end with the shutdown');
 
     // The server's own log says which requests it received, and when; the client says what
     // came back. Every request the server took in must have succeeded, those it received

@@ -1,4 +1,5 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Server } from 'node:http';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 export interface ServerSentEvent {
   event?: string;
@@ -19,6 +20,8 @@ export async function sendEventStream(
   const controller = new AbortController();
   const onClose = () => controller.abort();
   request.raw.on('close', onClose);
+  const streams = openStreamsOf(request.server.server);
+  streams.add(controller);
   reply.hijack();
   const raw = reply.raw;
   raw.writeHead(200, {
@@ -44,8 +47,32 @@ export async function sendEventStream(
   } finally {
     clearInterval(keepAlive);
     request.raw.off('close', onClose);
+    streams.delete(controller);
     raw.end();
   }
+}
+
+// Streams being sent, per HTTP server: a follow never ends by itself, so closing ends them.
+const openStreams = new WeakMap<Server, Set<AbortController>>();
+
+function openStreamsOf(server: Server): Set<AbortController> {
+  let streams = openStreams.get(server);
+  if (streams === undefined) {
+    streams = new Set();
+    openStreams.set(server, streams);
+  }
+  return streams;
+}
+
+/**
+ * Ends every event stream when the app starts closing, so that a client following logs does
+ * not hold the drain until the shutdown deadline; the client sees the stream end and may
+ * reconnect elsewhere.
+ */
+export function endEventStreamsOnClose(app: FastifyInstance): void {
+  app.addHook('preClose', async () => {
+    for (const controller of openStreamsOf(app.server)) controller.abort();
+  });
 }
 
 /** Resolves after `ms`, or early (without throwing) when the signal aborts. */
