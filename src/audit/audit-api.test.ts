@@ -3,6 +3,10 @@ import assert from 'node:assert/strict';
 import type { JSONWebKeySet } from 'jose';
 import { createTestApp, signUp, type TestApp } from '../../test/support/app.js';
 import { testBackends } from '../../test/support/database.js';
+import { pino } from 'pino';
+import { insertBuild } from '../builds/build.repository.js';
+import { recordSecretAccess } from '../secrets/secret-audit.js';
+import { openAuditScope, runInAuditScope } from './audit-context.js';
 import { verifyExport } from './audit-export.js';
 
 type User = Awaited<ReturnType<typeof signUp>>;
@@ -204,6 +208,48 @@ for (const backend of testBackends()) {
       assert.deepEqual(event.diff, {
         'variables.DATABASE_URL': { from: null, to: '[REDACTED]' },
         'variables.MODE': { from: null, to: '[REDACTED]' },
+      });
+    });
+
+    it("names the person who asked for a job's work in the events the job records, not the system", async () => {
+      const service = await t.app.inject({
+        method: 'POST',
+        url: `/v1/projects/${slug}/services`,
+        headers: owner.headers,
+        payload: { name: 'job-actor', gitUrl: 'https://github.com/acme/jobs.git' },
+      });
+      const serviceId = service.json<{ id: string }>().id;
+      const build = await insertBuild(t.deps.database.db, {
+        serviceId,
+        ref: 'main',
+        createdBy: developer.id,
+      });
+      const actor = await t.deps.audit.jobActor({ kind: 'build', id: build.id });
+      assert.deepEqual(actor, { type: 'user', id: developer.id, tokenId: null, role: null });
+      const scope = openAuditScope(
+        t.deps.audit.recorder,
+        { requestId: 'job-1', clientIp: null, userAgent: 'switchyard-worker build.run' },
+        actor,
+      );
+      runInAuditScope(scope, () =>
+        recordSecretAccess(pino({ level: 'silent' }), {
+          action: 'deliver',
+          actor: 'system',
+          secretId: '00000000-0000-4000-8000-000000000001',
+          name: 'API_KEY',
+          scope: { kind: 'project', projectId },
+          version: 1,
+        }),
+      );
+      const [event] = await eventOf('job-1');
+      assert.equal(event?.action, 'secret.deliver');
+      assert.deepEqual(event.actor, { type: 'user', id: developer.id, tokenId: null, role: null });
+      assert.equal(event.details?.['automated'], true);
+      assert.deepEqual(await t.deps.audit.jobActor({ kind: 'deployment', id: build.id }), {
+        type: 'system',
+        id: null,
+        tokenId: null,
+        role: null,
       });
     });
 

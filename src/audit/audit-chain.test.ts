@@ -94,13 +94,19 @@ for (const backend of testBackends()) {
     it('chains several statements of one transaction, and forgets events a savepoint rolled back', async () => {
       const db = testDb.database.db;
       await inTransaction(db, async (trx) => {
-        await insertEvents(trx, range(3, 250).map((n) => numberedEvent(n)));
+        await insertEvents(
+          trx,
+          range(3, 250).map((n) => numberedEvent(n)),
+        );
         await sql`savepoint before_mistake`.execute(trx);
         await insertEvents(trx, [numberedEvent(253)]);
         await sql`rollback to savepoint before_mistake`.execute(trx);
         await insertEvents(trx, [numberedEvent(254)]);
       });
-      assert.deepEqual((await storedNumbers(db)).filter((n) => n >= 250 && n < 260), [250, 251, 252, 254]);
+      assert.deepEqual(
+        (await storedNumbers(db)).filter((n) => n >= 250 && n < 260),
+        [250, 251, 252, 254],
+      );
       const report = await verifyChain(db, keys);
       assert.equal(report.ok, true, JSON.stringify(report.firstBreak));
     });

@@ -1,7 +1,7 @@
 import type { SecurityEvent, SecurityEventContext } from '../auth/security-events.js';
 import type { SecretAccessEvent } from '../secrets/secret-audit.js';
 import { currentAuditScope } from './audit-context.js';
-import { REDACTED, type Actor, type AuditEventInput } from './audit-event.js';
+import { REDACTED, SYSTEM_ACTOR, type Actor, type AuditEventInput } from './audit-event.js';
 import type { Outcome } from './audit.tables.js';
 
 /**
@@ -128,17 +128,26 @@ export function securityEventToAudit(
 }
 
 /**
- * A secret read or write. `system` reads (values delivered to a workload) name the deployment,
- * whose own event names the person who deployed it.
+ * Whom Switchyard's own work acts for: in a job, the person who asked for it (the job's audit
+ * scope names them); anywhere else, the system.
+ */
+function onBehalfActor(): Actor {
+  const actor = currentAuditScope()?.actor;
+  return actor !== undefined && (actor.type === 'user' || actor.type === 'api_token')
+    ? actor
+    : SYSTEM_ACTOR;
+}
+
+/**
+ * A secret read or write. Switchyard's own accesses (`system`: values delivered to a
+ * workload, rotation outcomes) name the person whose deployment or rotation caused them.
  */
 export function secretAccessToAudit(event: SecretAccessEvent): AuditEventInput {
   const { scope } = event;
   const isSystem = event.actor === 'system';
   return {
     action: `secret.${event.action}`,
-    ...(isSystem
-      ? { actor: { type: 'system', id: null, tokenId: null, role: null } }
-      : { actor: userActor(event.actor) }),
+    actor: isSystem ? onBehalfActor() : userActor(event.actor),
     resource: { type: 'secret', id: event.secretId, name: event.name },
     projectId: scope.projectId,
     environmentId: scope.kind === 'environment' ? scope.environmentId : null,
@@ -147,6 +156,7 @@ export function secretAccessToAudit(event: SecretAccessEvent): AuditEventInput {
       : {}),
     details: {
       scope: scope.kind,
+      ...(isSystem ? { automated: true } : {}),
       ...(scope.kind === 'service' ? { serviceId: scope.serviceId } : {}),
       ...(event.version === undefined ? {} : { version: event.version }),
       ...(event.versions === undefined ? {} : { versions: event.versions }),

@@ -50,7 +50,7 @@ export function createAuditMetrics(registry: Registry) {
     }),
     written: new Counter({
       name: 'switchyard_audit_events_written_total',
-      help: 'Audit events stored, by path: transaction (with their change), direct (batched), replay (from the spool)',
+      help: 'Audit events written, by path: transaction (with their change; counted at the insert, so one rolled back with its change is counted too), direct (batched), replay (from the spool)',
       labelNames: ['path'] as const,
       registers,
     }),

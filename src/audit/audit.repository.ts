@@ -250,3 +250,29 @@ export async function listAuditGrants(
     .execute();
   return rows.map((row) => ({ projectId: row.project_id, environmentId: row.environment_id }));
 }
+
+/** Work a job does on someone's behalf: the build, deployment or secret rotation it runs. */
+export type JobSubject = { kind: 'build' | 'deployment' | 'rotation'; id: string };
+
+/** The user who asked for the work a job does; null when unknown (or the user is gone). */
+export async function findJobRequester(db: Db, subject: JobSubject): Promise<string | null> {
+  if (subject.kind === 'build') {
+    const row = await db
+      .selectFrom('builds')
+      .select('created_by')
+      .where('id', '=', subject.id)
+      .executeTakeFirst();
+    return row?.created_by ?? null;
+  }
+  if (subject.kind === 'deployment') {
+    const row = await db
+      .selectFrom('deployments')
+      .select('created_by')
+      .where('id', '=', subject.id)
+      .executeTakeFirst();
+    return row?.created_by ?? null;
+  }
+  const { rows } = await sql<{ requested_by: string | null }>`
+    select requested_by from secret_rotations where id = ${subject.id}`.execute(db);
+  return rows[0]?.requested_by ?? null;
+}

@@ -11,7 +11,8 @@ import { createAuditRecorder, type AuditRecorder } from './audit-recorder.js';
 import { AuditSpool } from './audit-spool.js';
 import { createAuditWriter, type AuditWriter } from './audit-writer.js';
 import { createAuditMetrics, type AuditMetrics } from './audit.metrics.js';
-import { insertEvents } from './audit.repository.js';
+import { findJobRequester, insertEvents, type JobSubject } from './audit.repository.js';
+import { SYSTEM_ACTOR, type Actor } from './audit-event.js';
 import { createAuditService, type AuditService } from './audit.service.js';
 import { createSinkDeliverer, type SinkDeliverer } from './sink-delivery.js';
 import { createSinkService, type SinkService } from './sink.service.js';
@@ -25,6 +26,11 @@ export interface Audit {
   service: AuditService;
   sinks: SinkService;
   deliverer: SinkDeliverer;
+  /**
+   * Who a job acts for: the user who asked for its build, deployment or rotation, so the
+   * events it records name them rather than the system. The system when no one is known.
+   */
+  jobActor(subject: JobSubject): Promise<Actor>;
   /** The background work of a worker process: checkpoints and sink deliveries, until `signal`. */
   runBackground(signal: AbortSignal): Promise<void>;
   /** Flushes the writer (to the database, or the spool) and closes the spool. */
@@ -110,6 +116,12 @@ export function openAudit(deps: {
     service: createAuditService({ db, keys: deps.keys, checkpointer, recorder }),
     sinks,
     deliverer,
+    async jobActor(subject) {
+      const userId = await findJobRequester(db, subject).catch(() => null);
+      return userId === null
+        ? SYSTEM_ACTOR
+        : { type: 'user', id: userId, tokenId: null, role: null };
+    },
     async runBackground(signal) {
       await Promise.all([
         checkpointer.run(signal),

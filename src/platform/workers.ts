@@ -6,6 +6,7 @@ import { BUILD_RUN } from '../builds/build.jobs.js';
 import { DEPLOYMENT_RECONCILE } from '../deployments/deployment.jobs.js';
 import { SECRET_ROTATE } from '../secrets/rotation.jobs.js';
 import { openAuditScope, runInAuditScope } from '../audit/audit-context.js';
+import type { JobSubject } from '../audit/audit.repository.js';
 
 /** The lease whose holder runs the reconciler, the router and the local workloads. */
 export const RECONCILER_LEASE = 'deployment-reconciler';
@@ -22,7 +23,7 @@ async function requeueOrphans(deps: Dependencies): Promise<void> {
   await pruneWorkers(database.db, worker.staleMs * 6);
 }
 
-type Timed = (job: string, work: () => Promise<void>) => Promise<void>;
+type Timed = (job: string, work: () => Promise<void>, subject?: JobSubject) => Promise<void>;
 
 /**
  * What only the leader does: run workloads behind the router (the local runtime is one
@@ -49,7 +50,7 @@ function createLeaderDuties(deps: Dependencies, signal: AbortSignal, timed: Time
       if (!isRouterListening) await router.listen();
       isRouterListening = true;
       await queue.work(DEPLOYMENT_RECONCILE, (data) =>
-        timed(DEPLOYMENT_RECONCILE.name, () => reconciler.reconcile(data.deploymentId, signal)),
+        timed(DEPLOYMENT_RECONCILE.name, () => reconciler.reconcile(data.deploymentId, signal), { kind: 'deployment', id: data.deploymentId }),
       );
       await reconciler.restoreLive(signal);
       const rotations = deps.lockbox.runner;
@@ -58,7 +59,7 @@ function createLeaderDuties(deps: Dependencies, signal: AbortSignal, timed: Time
         await rotations.recover(signal);
         await queue.define(SECRET_ROTATE);
         await queue.work(SECRET_ROTATE, (data) =>
-          timed(SECRET_ROTATE.name, () => rotations.run(data.rotationId, signal)),
+          timed(SECRET_ROTATE.name, () => rotations.run(data.rotationId, signal), { kind: 'rotation', id: data.rotationId }),
         );
       }
       sweeper = every(config.process.heartbeatIntervalMs, logger, 'orphan sweep', () => requeueOrphans(deps));
@@ -100,10 +101,12 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
     throw error;
   }
 
-  const timed = async (job: string, work: () => Promise<void>) => {
+  const timed: Timed = async (job, work, subject) => {
     const end = metrics.jobDuration.startTimer({ job });
-    // Events a job records (secrets delivered to workloads, rotations) reach the audit trail.
-    const scope = openAuditScope(deps.audit.recorder, { requestId: null, clientIp: null, userAgent: `switchyard-worker ${job}` });
+    // Events a job records (secrets delivered to workloads, rotations) reach the audit trail,
+    // naming the person who asked for the work.
+    const actor = subject === undefined ? undefined : await deps.audit.jobActor(subject);
+    const scope = openAuditScope(deps.audit.recorder, { requestId: null, clientIp: null, userAgent: `switchyard-worker ${job}` }, actor);
     try {
       await runInAuditScope(scope, work);
       end({ outcome: 'ok' });
@@ -115,7 +118,9 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
 
   // pg-boss runs one handler at a time per subscription; one subscription per build slot.
   for (let slot = 0; slot < deps.config.builds.concurrency; slot++) {
-    await queue.work(BUILD_RUN, (data) => timed(BUILD_RUN.name, () => domain.builds.run(data, shutdown.signal)));
+    await queue.work(BUILD_RUN, (data) =>
+      timed(BUILD_RUN.name, () => domain.builds.run(data, shutdown.signal), { kind: 'build', id: data.buildId }),
+    );
   }
 
   const { database, logger, config, worker } = deps;
