@@ -74,6 +74,8 @@ export function createRotationService(deps: {
       const id = randomUUID();
       const staged =
         supplied === undefined ? undefined : sealValue(deps.keys, supplied, stagedContext(id));
+      // Before the transaction: defining the queue needs a connection of its own (PGlite has one).
+      await deps.queue.define(SECRET_ROTATE);
       const rotation = await inTransaction(deps.db, async (trx) => {
         const row = await rotations.insertRotation(repo.lockboxTrx(trx), {
           id,

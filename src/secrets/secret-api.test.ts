@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
 import { after, before, describe, it } from 'node:test';
 import { testBackends } from '../../test/support/database.js';
 import {
@@ -251,6 +252,37 @@ for (const backend of testBackends()) {
       });
       assert.equal(huge.statusCode, 400);
       for (const response of [reserved, both, huge]) assert.ok(!response.body.includes('leak-me'));
+    });
+
+    it('replays a rotation request by Idempotency-Key without keeping a hash of the value', async () => {
+      const { owner, slug } = await seedProject(t.app);
+      const url = `/v1/projects/${slug}/secrets/ROTATE_ME`;
+      await t.app.inject({ method: 'PUT', url, headers: owner.headers, payload: { value: 'v1' } });
+      const payload = { value: 'low-entropy-2' };
+      const headers = { ...owner.headers, 'idempotency-key': `rotate-${slug}` };
+      const first = await t.app.inject({ method: 'POST', url: `${url}/rotate`, headers, payload });
+      const again = await t.app.inject({ method: 'POST', url: `${url}/rotate`, headers, payload });
+      assert.equal(first.statusCode, 202, first.body);
+      assert.equal(again.json().id, first.json().id);
+      assert.equal(again.headers['idempotent-replayed'], 'true');
+      const other = await t.app.inject({
+        method: 'POST',
+        url: `${url}/rotate`,
+        headers,
+        payload: { value: 'different' },
+      });
+      assert.equal(other.json().error.code, 'IDEMPOTENCY_KEY_REUSED');
+
+      const plainHash = createHash('sha256')
+        .update(`POST\0${url}/rotate\0${JSON.stringify(payload)}`)
+        .digest('hex');
+      const stored = await sql<{
+        request_hash: string;
+      }>`SELECT request_hash FROM idempotency_keys WHERE key = ${`rotate-${slug}`}`.execute(
+        t.deps.database.db,
+      );
+      assert.equal(stored.rows.length, 1);
+      assert.notEqual(stored.rows[0]?.request_hash, plainHash);
     });
 
     it('stores values encrypted at rest, each naming its master key', async () => {

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
@@ -178,4 +178,15 @@ export function rewrap(ring: MasterKeyRing, sealed: Sealed, context: string): Se
   } finally {
     dataKey.fill(0);
   }
+}
+
+/**
+ * A keyed MAC of a value, for records that must recognise a value without holding it (the
+ * idempotency record of a rotation request): useless for guessing without the master key.
+ */
+export function valueMac(ring: MasterKeyRing, value: Buffer): string {
+  return createHmac('sha256', ring.current.key)
+    .update('switchyard-value-mac\0')
+    .update(value)
+    .digest('base64url');
 }

@@ -21,6 +21,7 @@ import {
   VersionQuery,
 } from './secret.schema.js';
 import type { Caller, ScopeRef } from './secret.service.js';
+import { valueMac, type MasterKeyRing } from './secret-crypto.js';
 
 const Name = Type.String({ minLength: 1, maxLength: 255, pattern: '^[A-Za-z_][A-Za-z0-9_]*$' });
 const Slug = Type.String({ minLength: 1, maxLength: 63 });
@@ -58,6 +59,13 @@ function callerOf(request: FastifyRequest): Caller {
 
 function paramsOf(request: FastifyRequest): Record<string, string> {
   return request.params as Record<string, string>;
+}
+
+/** The body with its value replaced by a MAC under the master key (stable for retries). */
+function withoutValue(body: RotateBody, keys: MasterKeyRing): Record<string, unknown> {
+  const value = body.generateBytes === undefined ? valueOfBody(body) : undefined;
+  const { value: _text, valueBase64: _base64, ...rest } = body;
+  return value === undefined ? rest : { ...rest, valueMac: valueMac(keys, value) };
 }
 
 function bytesOf(body: SecretValueBody): Buffer {
@@ -207,9 +215,12 @@ export function registerSecretRoutes(app: AppInstance, deps: AppDeps): void {
       },
       handler: async (request, reply) => {
         const caller = callerOf(request);
+        const body = request.body as RotateBody;
+        // The idempotency record keeps a hash of the body: give it a keyed MAC, not the value.
+        request.body = withoutValue(body, deps.lockbox.keys);
         void reply.status(202);
         return idempotent(deps.database.db, request, reply, caller.principal.userId, 202, () =>
-          rotations.request(caller, at(request), name(request), request.body as RotateBody),
+          rotations.request(caller, at(request), name(request), body),
         );
       },
     });

@@ -84,6 +84,8 @@ export async function startLockboxApp(
   });
   const app = await buildApp(deps);
   await app.ready();
+  // As `serve` does in every role: API-only processes enqueue jobs too.
+  if (options.workers !== true) await deps.queue.start();
   const workers = options.workers === true ? await startWorkers(deps) : undefined;
   return {
     app,
@@ -93,7 +95,7 @@ export async function startLockboxApp(
     workers,
     async close() {
       await app.close();
-      await workers?.stop(5_000);
+      await (workers?.stop(5_000) ?? deps.queue.stop(5_000));
       await deps.close();
       if (given === undefined) await database?.drop();
       if (options.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
