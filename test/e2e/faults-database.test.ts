@@ -4,9 +4,12 @@ import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  REPO_ROOT,
+  createGitRepo,
   ensureBuilt,
   freePort,
   killProcessesUnder,
+  routerGet,
   startSwitchyard,
   stopSwitchyard,
   waitUntil,
@@ -15,7 +18,10 @@ import {
   type SwitchyardProcess,
 } from './support.js';
 import {
+  buildToEnd,
   createThrowawayDatabase,
+  deploymentToEnd,
+  logsWith,
   registerAndSignIn,
   sharedKeyEnv,
   startTcpProxy,
@@ -29,11 +35,15 @@ ensureBuilt();
 
 // Switchyard reaches PostgreSQL through a TCP proxy that the test cuts: while it is cut the
 // API answers 503 DEPENDENCY_UNAVAILABLE in the standard envelope and /readyz is false; once
-// it is back everything answers again without a restart. A statement stuck behind a lock
-// ends at the statement timeout with a clean error instead of hanging the request.
+// it is back everything answers again without a restart, and the deployed app too (the outage
+// outlasts the leader lease). A statement stuck behind a lock ends at the statement timeout
+// with a clean error instead of hanging the request.
 
 const OUTAGE_MS = 5_000;
 const STATEMENT_TIMEOUT_MS = 1_500;
+// Shorter than the outage: the leader loses its lease meanwhile and must win it back.
+const STALE_MS = 2_500;
+const HELLO = 'Hello from hello-node v1\n';
 
 type ErrorBody = { error?: { code?: string; message?: string; requestId?: string } };
 
@@ -51,12 +61,14 @@ describe('PostgreSQL outage and slow statements', { timeout: 120_000 }, () => {
   let proxy: TcpProxy | undefined;
   let server: SwitchyardProcess | undefined;
   let api: ApiClient;
+  const host = 'web.production.faults.localhost';
   const detail = () => `\n--- switchyard output ---\n${server?.tail() ?? '(not running)'}`;
 
   before(
     async () => {
       root = realpathSync(mkdtempSync(join(tmpdir(), 'switchyard-dbfault-')));
       dataDir = join(root, 'data');
+      createGitRepo(join(REPO_ROOT, 'examples', 'hello-node'), join(root, 'hello-node'));
       database = await createThrowawayDatabase();
       proxy = await startTcpProxy(Number(new URL(database.url).port || 5432));
       server = await startSwitchyard({
@@ -67,12 +79,39 @@ describe('PostgreSQL outage and slow statements', { timeout: 120_000 }, () => {
           DATABASE_URL: throughProxy(database.url, proxy),
           DATABASE_CONNECT_TIMEOUT_MS: '1000',
           DATABASE_STATEMENT_TIMEOUT_MS: String(STATEMENT_TIMEOUT_MS),
+          SWITCHYARD_WORKER_STALE_MS: String(STALE_MS),
+          SWITCHYARD_HEARTBEAT_INTERVAL_MS: '500',
+          DEPLOY_HEALTH_TIMEOUT_MS: '15000',
+          DEPLOY_DRAIN_MS: '500',
           ...sharedKeyEnv(root),
         },
       });
       api = server.api;
       await registerAndSignIn(api, 'owner@example.com');
       await api.expect(201, 'POST', '/v1/projects', { name: 'Faults', slug: 'faults' });
+      const service = await api.expect<{ id: string }>(
+        201,
+        'POST',
+        '/v1/projects/faults/services',
+        {
+          name: 'web',
+          gitUrl: join(root, 'hello-node'),
+        },
+      );
+      const build = await api.expect<{ id: string }>(
+        202,
+        'POST',
+        `/v1/services/${service.id}/builds`,
+        {},
+      );
+      assert.equal((await buildToEnd(api, build.id, 60_000, detail)).status, 'succeeded');
+      const deployment = await api.expect<{ id: string }>(
+        202,
+        'POST',
+        `/v1/services/${service.id}/deployments`,
+        { environment: 'production' },
+      );
+      assert.equal((await deploymentToEnd(api, deployment.id, 30_000, detail)).status, 'live');
     },
     { timeout: 90_000 },
   );
@@ -128,6 +167,14 @@ describe('PostgreSQL outage and slow statements', { timeout: 120_000 }, () => {
         detail,
       },
     );
+    // The lease lapsed during the outage: the leader stopped its app, and brings it back.
+    await waitUntil(
+      'the app to answer through the router again',
+      async () => (await routerGet(server!.routerPort, host, '/')).body.toString('utf8') === HELLO,
+      { timeoutMs: 20_000, detail },
+    );
+    const appBackMs = Math.round(performance.now() - restoredAt);
+    assert.ok(logsWith(server, 'leadership lost').length > 0, `the lease did not lapse${detail()}`);
     const afterRecovery = load.samples.length;
     await waitUntil(
       'more requests after recovery',
@@ -160,7 +207,7 @@ describe('PostgreSQL outage and slow statements', { timeout: 120_000 }, () => {
       'not every request after recovery succeeded',
     );
     t.diagnostic(
-      `${samples.length} requests, ${samples.filter((s) => s.status === 503).length} answered 503; 200 again ${recoveryMs} ms after PostgreSQL returned`,
+      `${samples.length} requests, ${samples.filter((s) => s.status === 503).length} answered 503; 200 again ${recoveryMs} ms and the app ${appBackMs} ms after PostgreSQL returned`,
     );
   });
 
