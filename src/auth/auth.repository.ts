@@ -274,7 +274,11 @@ export async function findSession(db: Db, sessionId: string): Promise<UserSessio
     .executeTakeFirst();
 }
 
-/** One more failed sign-in for the account name; returns the count in the current streak. */
+/**
+ * One more failed sign-in for the account name; returns the count in the current streak.
+ * TODO: prune rows idle for a day, and expired sessions and refresh tokens — identity has no
+ * maintenance job yet; the rows are small, but names without accounts add to them.
+ */
 export async function addSignInFailure(db: Db, accountKey: string): Promise<number> {
   const row = await identityDb(db)
     .insertInto('sign_in_failures')

@@ -47,6 +47,8 @@ export async function signAccessToken(
 ): Promise<{ token: string; tokenId: string; expiresIn: number }> {
   const tokenId = randomUUID();
   const issuedAt = Math.floor(now.getTime() / 1000);
+  // `adm` spares each request a user lookup. Whatever changes is_instance_admin must revoke
+  // the user's sessions, or the old value lives until the token expires.
   const claims: JWTPayload = { sid: subject.sessionId, adm: subject.isInstanceAdmin };
   if (subject.csrfHash !== undefined) claims['cth'] = subject.csrfHash;
   const token = await new SignJWT(claims)
