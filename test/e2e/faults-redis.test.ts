@@ -48,6 +48,7 @@ describe('Redis lost and back under load', { timeout: 120_000 }, () => {
   let redis: RedisServer | undefined;
   let server: SwitchyardProcess | undefined;
   let api: ApiClient;
+  let env: Record<string, string> = {};
   const detail = () => `\n--- switchyard output ---\n${server?.tail() ?? '(not running)'}`;
   const cacheDetail = async () =>
     (await api.expect<Ready>(200, 'GET', '/readyz')).checks['cache']?.detail ?? '';
@@ -67,19 +68,19 @@ describe('Redis lost and back under load', { timeout: 120_000 }, () => {
       root = realpathSync(mkdtempSync(join(tmpdir(), 'switchyard-redisfault-')));
       database = await createThrowawayDatabase();
       redis = await startRedisServer();
+      env = {
+        DATABASE_URL: database.url,
+        REDIS_KEY_PREFIX: PREFIX,
+        SWITCHYARD_ROLE: 'api',
+        SWITCHYARD_AUTH_RATE_LIMIT_PER_ADDRESS: '100000',
+        SWITCHYARD_AUTH_RATE_LIMIT_PER_ACCOUNT: '100000',
+        ...sharedKeyEnv(root),
+      };
       server = await startSwitchyard({
         dataDir: join(root, 'data'),
         apiPort: await freePort(),
         routerPort: await freePort(),
-        env: {
-          DATABASE_URL: database.url,
-          REDIS_URL: redis.url,
-          REDIS_KEY_PREFIX: PREFIX,
-          SWITCHYARD_ROLE: 'api',
-          SWITCHYARD_AUTH_RATE_LIMIT_PER_ADDRESS: '100000',
-          SWITCHYARD_AUTH_RATE_LIMIT_PER_ACCOUNT: '100000',
-          ...sharedKeyEnv(root),
-        },
+        env: { ...env, REDIS_URL: redis.url },
       });
       api = server.api;
       await registerAndSignIn(api, 'owner@example.com');
@@ -148,6 +149,30 @@ describe('Redis lost and back under load', { timeout: 120_000 }, () => {
     assert.ok((await rateLimitKeys()).length > 0, 'sign-in counters did not return to Redis');
     t.diagnostic(
       `${samples.length} requests, ${duringOutage} during the outage, none failed; fallbacks counted: ${fallbackCount(metrics)}`,
+    );
+  });
+
+  it('starts and serves with Redis unreachable from the start, warning and counting the fallback', async () => {
+    assert.ok(server !== undefined);
+    assert.equal(await stopSwitchyard(server, 10_000), 0);
+    // Nothing listens on this port: Redis is down before Switchyard starts.
+    server = await startSwitchyard({
+      dataDir: join(root, 'data'),
+      apiPort: await freePort(),
+      routerPort: await freePort(),
+      env: { ...env, REDIS_URL: `redis://127.0.0.1:${await freePort()}` },
+    });
+    api = new ApiClient(server.api.baseUrl);
+    await api.expect(200, 'POST', '/v1/auth/login', {
+      email: 'owner@example.com',
+      password: PASSWORD,
+    });
+    assert.match(await cacheDetail(), /^degraded/);
+    const metrics = await fetch(`${api.baseUrl}/metrics`).then((response) => response.text());
+    assert.ok(fallbackCount(metrics) > 0, 'the fallback counter did not rise');
+    assert.ok(
+      logsWith(server, 'redis unavailable; falling back').length > 0,
+      `no warning${detail()}`,
     );
   });
 });
