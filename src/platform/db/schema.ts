@@ -58,11 +58,6 @@ export interface SessionsTable {
   created_at: Auto<Date>;
 }
 
-export interface RevokedTokensTable {
-  jti: string;
-  expires_at: Timestamp;
-}
-
 export interface ProjectsTable {
   id: Auto<string>;
   slug: string;
@@ -197,7 +192,6 @@ export interface SchemaMigrationsTable {
 export interface Schema {
   users: UsersTable;
   sessions: SessionsTable;
-  revoked_tokens: RevokedTokensTable;
   projects: ProjectsTable;
   environments: EnvironmentsTable;
   project_members: ProjectMembersTable;

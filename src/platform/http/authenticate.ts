@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import type { AuthService, Principal } from '../../auth/auth.service.js';
+import type { Principal } from '../../auth/auth.service.js';
 import { AppError } from '../errors.js';
 
 declare module 'fastify' {
@@ -8,29 +8,7 @@ declare module 'fastify' {
   }
 }
 
-const BEARER = /^Bearer ([A-Za-z0-9._~+/=-]+)$/;
-
-/** The onRequest hook of every protected route: a valid, unrevoked bearer token or 401. */
-export function authenticateHook(auth: AuthService) {
-  return async (request: FastifyRequest): Promise<void> => {
-    const header = request.headers.authorization;
-    if (header === undefined || header === '') {
-      throw new AppError('AUTHENTICATION_REQUIRED', 'Send an access token: Authorization: Bearer <token>', {
-        headers: { 'www-authenticate': 'Bearer' },
-      });
-    }
-    const match = BEARER.exec(header);
-    if (match?.[1] === undefined) {
-      throw new AppError('AUTHENTICATION_FAILED', 'The Authorization header must be "Bearer <token>"', {
-        headers: { 'www-authenticate': 'Bearer error="invalid_request"' },
-      });
-    }
-    request.principal = await auth.authenticate(match[1]);
-    request.log = request.log.child({ userId: request.principal.userId });
-  };
-}
-
-/** The authenticated caller; only valid on routes behind authenticateHook. */
+/** The authenticated caller; only valid on routes behind the authentication hook (src/auth/auth.hook.ts). */
 export function principalOf(request: FastifyRequest): Principal {
   if (request.principal === undefined) {
     throw new AppError('AUTHENTICATION_REQUIRED', 'Authentication required');
