@@ -33,6 +33,27 @@ export interface Queue {
 // PostgreSQL's deadlock_detected, and how often define() tries before giving up.
 const DEADLOCK = '40P01';
 const DEFINE_ATTEMPTS = 5;
+// A fixed key for the session lock under which one replica installs pg-boss's schema.
+const QUEUE_SCHEMA_LOCK_KEY = 724_311_002;
+
+/**
+ * pg-boss creates its schema under a transaction-level advisory lock, yet a replica that
+ * waited on that lock can still fail on the schema another one has just created (23505 on
+ * pg_namespace). Replicas starting together install it first, one at a time, under a session
+ * lock of our own; pg-boss then finds it installed. PGlite has a single process: no race.
+ */
+async function installSchema(database: Database): Promise<void> {
+  if (database.kind !== 'postgres') return;
+  await database.withConnection(async (connection) => {
+    await connection.query('SELECT pg_advisory_lock($1)', [QUEUE_SCHEMA_LOCK_KEY]);
+    try {
+      const { rows } = await connection.query("SELECT to_regclass('pgboss.version') AS version");
+      if (rows[0]?.['version'] === null) await connection.script(PgBoss.getConstructionPlans('pgboss'));
+    } finally {
+      await connection.query('SELECT pg_advisory_unlock($1)', [QUEUE_SCHEMA_LOCK_KEY]);
+    }
+  });
+}
 
 function adapterFor(database: Database): PgBoss.Db {
   // Statements with values go one by one; pg-boss's migration scripts run whole, and it reads
@@ -83,7 +104,9 @@ export function createQueue(database: Database, logger: Logger, options: { polli
     /** Idempotent. API-only processes start the queue too, so that they can enqueue. */
     start() {
       isStarted = true;
-      starting ??= boss.start().then(() => undefined);
+      starting ??= installSchema(database)
+        .then(() => boss.start())
+        .then(() => undefined);
       return starting;
     },
 

@@ -46,6 +46,8 @@ export async function createThrowawayDatabase(): Promise<ThrowawayDatabase> {
   const url = new URL(adminUrl());
   url.pathname = `/${name}`;
   const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
+  // DROP DATABASE … WITH (FORCE) ends whatever is still connected; that is expected.
+  pool.on('error', () => undefined);
   const clients: pg.Client[] = [];
   return {
     url: url.toString(),
@@ -55,6 +57,7 @@ export async function createThrowawayDatabase(): Promise<ThrowawayDatabase> {
     },
     async client() {
       const client = new pg.Client({ connectionString: url.toString() });
+      client.on('error', () => undefined);
       await client.connect();
       clients.push(client);
       return client;
@@ -224,14 +227,26 @@ export async function waitForLeader(
   replicas: SwitchyardProcess[],
   timeoutMs: number,
 ): Promise<SwitchyardProcess> {
+  let answering: SwitchyardProcess[] = [];
   return waitFor(
     'exactly one router to answer',
     async () => {
       const live = replicas.filter((r) => r.child.exitCode === null && r.child.signalCode === null);
-      const answering = await routersAnswering(live);
+      answering = await routersAnswering(live);
       return answering.length === 1 ? answering[0] : undefined;
     },
-    { timeoutMs, intervalMs: 100 },
+    {
+      timeoutMs,
+      intervalMs: 100,
+      detail: () =>
+        `\nrouters answering: ${answering.map((r) => r.child.pid).join(', ') || 'none'}` +
+        replicas
+          .map((r) => {
+            const lines = r.logs.filter((l) => /leader|lease/.test(String(l['msg'])));
+            return `\n--- replica pid ${r.child.pid} ---\n${lines.map((l) => JSON.stringify(l)).join('\n')}`;
+          })
+          .join(''),
+    },
   );
 }
 
