@@ -18,6 +18,8 @@ import { createAuditMetrics } from './audit.metrics.js';
 import { getChainHead, insertCheckpoint, insertEvents } from './audit.repository.js';
 import { verifyChain } from './audit-verify.js';
 import { numberedEvent, range, silent, storedNumbers } from './test-support/events.js';
+import { buildRecord, recordFromRow, SYSTEM_ACTOR } from './audit-event.js';
+import { auditDb } from './audit.tables.js';
 
 /** Runs `statement` with the audit triggers off, as only a superuser can: a tamperer. */
 async function tamper(testDb: TestDatabase, statement: ReturnType<typeof sql>) {
@@ -61,6 +63,32 @@ for (const backend of testBackends()) {
       assert.equal(report.ok, true, JSON.stringify(report.firstBreak));
       assert.equal(report.checkedEvents, 31);
       assert.deepEqual(report.head, head);
+    });
+
+    it('stores text and JSON exactly, so what was hashed is what is read back', async () => {
+      const db = testDb.database.db;
+      const awkward =
+        'quote " backslash \\ braces {a,b} comma, newline\n tab\t unicode é😀 NULL-ish NULL';
+      const event = buildRecord(
+        {
+          action: 'test.awkward',
+          resource: { type: 'thing', id: '{1,2}', name: awkward },
+          diff: { 'a.b': { from: awkward, to: [1, 2.5, null, true] } },
+          details: { nested: { awkward, empty: '' } },
+        },
+        {
+          actor: SYSTEM_ACTOR,
+          facts: { requestId: 'req "1"', clientIp: '::1', userAgent: `${awkward}\u0000 end` },
+        },
+      );
+      assert.equal(await insertEvents(db, [event, numberedEvent(-1)]), 2);
+      const row = await auditDb(db)
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('id', '=', event.id)
+        .executeTakeFirstOrThrow();
+      assert.deepEqual(recordFromRow(row), event);
+      assert.equal((await verifyChain(db, keys)).ok, true);
     });
 
     it('stores an event id once: a replay of a stored event is skipped, not chained twice', async () => {

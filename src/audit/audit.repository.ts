@@ -1,11 +1,10 @@
-import { sql, type Insertable } from 'kysely';
+import { sql } from 'kysely';
 import type { Db } from '../platform/db/transaction.js';
 import type { AuditRecord } from './audit-event.js';
 import {
   auditDb,
   type AuditDb,
   type AuditEventRow,
-  type AuditEventsTable,
   type CheckpointRow,
   type Outcome,
 } from './audit.tables.js';
@@ -28,42 +27,37 @@ export type Visibility =
   | { kind: 'all' }
   | { kind: 'grants'; grants: ReadonlyArray<{ projectId: string; environmentId: string | null }> };
 
-function toRow(record: AuditRecord): Insertable<AuditEventsTable> {
-  return {
-    id: record.id,
-    occurred_at: record.occurredAt,
-    actor_type: record.actorType,
-    actor_id: record.actorId,
-    actor_token_id: record.actorTokenId,
-    actor_role: record.actorRole,
-    action: record.action,
-    resource_type: record.resourceType,
-    resource_id: record.resourceId,
-    resource_name: record.resourceName,
-    project_id: record.projectId,
-    environment_id: record.environmentId,
-    client_ip: record.clientIp,
-    user_agent: record.userAgent,
-    request_id: record.requestId,
-    outcome: record.outcome,
-    diff: record.diff === null ? null : JSON.stringify(record.diff),
-    details: record.details === null ? null : JSON.stringify(record.details),
-    content_hash: record.contentHash,
-  };
-}
-
 /**
  * Inserts events in one statement, in order; the chain trigger numbers and links them and
  * skips any whose id is already stored. Returns how many were stored.
+ *
+ * The rows travel as one array per column (`unnest`), not as one parameter per value: a
+ * batch of hundreds of events is then 19 parameters to send and parse instead of thousands,
+ * which roughly halves the time of a batch on PGlite. unnest yields the rows in array order.
  */
 export async function insertEvents(db: Db, records: readonly AuditRecord[]): Promise<number> {
   if (records.length === 0) return 0;
-  const stored = await auditDb(db)
-    .insertInto('audit_events')
-    .values(records.map(toRow))
-    .returning('id')
-    .execute();
-  return stored.length;
+  const column = <T>(pick: (record: AuditRecord) => T): T[] => records.map(pick);
+  const json = (value: unknown) => (value === null ? null : JSON.stringify(value));
+  const result = await sql`
+    insert into audit_events (
+      id, occurred_at, actor_type, actor_id, actor_token_id, actor_role, action,
+      resource_type, resource_id, resource_name, project_id, environment_id,
+      client_ip, user_agent, request_id, outcome, diff, details, content_hash
+    )
+    select * from unnest(
+      ${column((r) => r.id)}::uuid[], ${column((r) => r.occurredAt)}::timestamptz[],
+      ${column((r) => r.actorType)}::text[], ${column((r) => r.actorId)}::uuid[],
+      ${column((r) => r.actorTokenId)}::uuid[], ${column((r) => r.actorRole)}::text[],
+      ${column((r) => r.action)}::text[], ${column((r) => r.resourceType)}::text[],
+      ${column((r) => r.resourceId)}::text[], ${column((r) => r.resourceName)}::text[],
+      ${column((r) => r.projectId)}::uuid[], ${column((r) => r.environmentId)}::uuid[],
+      ${column((r) => r.clientIp)}::text[], ${column((r) => r.userAgent)}::text[],
+      ${column((r) => r.requestId)}::text[], ${column((r) => r.outcome)}::text[],
+      ${column((r) => json(r.diff))}::jsonb[], ${column((r) => json(r.details))}::jsonb[],
+      ${column((r) => r.contentHash)}::text[]
+    )`.execute(db);
+  return Number(result.numAffectedRows ?? 0n);
 }
 
 export async function getChainHead(db: Db): Promise<{ seq: number; hash: string }> {
