@@ -3,6 +3,7 @@ import { cpSync, existsSync, readdirSync, readlinkSync, statSync } from 'node:fs
 import { Agent, request as httpRequest } from 'node:http';
 import { createServer, connect } from 'node:net';
 import { join, relative, sep } from 'node:path';
+import { withBuildLock } from './build-lock.js';
 
 /** The repository root: test/e2e/ is two folders below it. */
 export const REPO_ROOT = join(import.meta.dirname, '..', '..');
@@ -12,16 +13,18 @@ export const REPO_ROOT = join(import.meta.dirname, '..', '..');
  * source, so a fresh checkout and an edited tree both test what they contain.
  */
 export function ensureBuilt(): void {
-  if (!isDistStale(join(REPO_ROOT, 'src'), join(REPO_ROOT, 'dist'))) return;
-  const result = spawnSync('npm', ['run', 'build', '--silent'], {
-    cwd: REPO_ROOT,
-    encoding: 'utf8',
+  withBuildLock(REPO_ROOT, () => {
+    if (!isDistStale(join(REPO_ROOT, 'src'), join(REPO_ROOT, 'dist'))) return;
+    const result = spawnSync('npm', ['run', 'build', '--silent'], {
+      cwd: REPO_ROOT,
+      encoding: 'utf8',
+    });
+    if (result.status !== 0) {
+      throw new Error(
+        `npm run build failed (exit ${result.status}):\n${result.stdout}${result.stderr}`,
+      );
+    }
   });
-  if (result.status !== 0) {
-    throw new Error(
-      `npm run build failed (exit ${result.status}):\n${result.stdout}${result.stderr}`,
-    );
-  }
 }
 
 function isDistStale(srcDir: string, distDir: string): boolean {
