@@ -3,7 +3,7 @@ import { loadConfig, ConfigError, type Config } from '../platform/config.js';
 import { createLogger } from '../platform/logger.js';
 import { createDependencies, type Dependencies } from '../platform/dependencies.js';
 import { buildApp, type AppInstance } from '../platform/app.js';
-import { startWorkers, type Workers } from '../platform/workers.js';
+import { prepareQueue, startWorkers, type Workers } from '../platform/workers.js';
 
 /** What this process holds, filled in as start-up gets further; stop() releases it in reverse. */
 interface Running {
@@ -86,7 +86,7 @@ async function start(running: Running, config: Readonly<Config>, logger: Logger)
   running.deps = await createDependencies(config, logger);
   running.app = await buildApp(running.deps);
   // Every role enqueues work (builds, deployments); only workers take it.
-  await running.deps.queue.start();
+  await prepareQueue(running.deps);
   if (config.process.role !== 'api') running.workers = await startWorkers(running.deps);
   // In the worker role the app serves /healthz, /readyz and /metrics only.
   await running.app.listen({ host: config.api.host, port: config.api.port });

@@ -135,7 +135,13 @@ export function createQueue(database: Database, logger: Logger, options: { polli
     },
 
     async send(job, data, sendOptions = {}) {
-      await queue.define(job);
+      if (!defined.has(job.name)) {
+        // On PGlite the transaction holds the only connection, and defining would wait for it.
+        if (sendOptions.trx !== undefined) {
+          throw new Error(`job queue ${job.name} must be defined before sending inside a transaction`);
+        }
+        await queue.define(job);
+      }
       return boss.send(job.name, data as object, {
         retryLimit: job.retryLimit,
         retryDelay: job.retryDelaySeconds,

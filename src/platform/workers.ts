@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import type { Dependencies } from './dependencies.js';
+import type { JobDefinition } from './queue.js';
 import { every, startElection, startHeartbeat, type Loop } from './leadership.js';
 import { listOrphanedWork, pruneWorkers } from './leases.repository.js';
 import { BUILD_RUN } from '../builds/build.jobs.js';
@@ -84,6 +85,19 @@ export interface Workers {
   stop(timeoutMs: number): Promise<void>;
 }
 
+/** Every job a process may enqueue, API-only processes included. */
+const JOBS: ReadonlyArray<JobDefinition<unknown>> = [
+  BUILD_RUN,
+  DEPLOYMENT_RECONCILE,
+  SECRET_ROTATE,
+];
+
+/** Starts the queue and defines every job's queue, so sends inside transactions never wait. */
+export async function prepareQueue(deps: Pick<Dependencies, 'queue'>): Promise<void> {
+  await deps.queue.start();
+  for (const job of JOBS) await deps.queue.define(job);
+}
+
 /**
  * Starts the queue, the job handlers and the router, and brings live deployments back.
  * Every handler receives the one shutdown signal.
@@ -92,9 +106,7 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
   const shutdown = new AbortController();
   const { queue, metrics, domain } = deps;
   try {
-    await queue.start();
-    await queue.define(BUILD_RUN);
-    await queue.define(DEPLOYMENT_RECONCILE);
+    await prepareQueue(deps);
   } catch (error) {
     // Nothing else has started yet; the queue's own timers must not keep the process alive.
     await queue.stop(1_000).catch(() => undefined);
