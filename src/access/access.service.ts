@@ -42,7 +42,11 @@ export function authorize(
     });
   }
   assertScope(principal, scopeFor(permission));
-  if (access.projectStatus === 'archived' && isWrite(permission) && permission !== 'project.update') {
+  if (
+    access.projectStatus === 'archived' &&
+    isWrite(permission) &&
+    permission !== 'project.update'
+  ) {
     throw new AppError('FORBIDDEN', 'The project is archived and read-only', {
       details: { permission },
     });

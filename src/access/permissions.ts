@@ -40,5 +40,7 @@ export function roleAllows(role: Role, permission: Permission): boolean {
 /** Permissions that change state; an archived project refuses them. */
 export function isWrite(permission: Permission): boolean {
   if (permission === 'secrets.list' || permission.startsWith('secrets.read.')) return false;
-  return permission !== 'project.read' && permission !== 'member.read' && permission !== 'variables.read';
+  return (
+    permission !== 'project.read' && permission !== 'member.read' && permission !== 'variables.read'
+  );
 }

@@ -109,10 +109,20 @@ export async function listBuilds(db: Db, serviceId: string, page: PageRequest) {
  * beating for `staleMs` (it died mid-build). Counts the attempt. Returns undefined when the
  * build finished or a live worker holds it: the job has nothing to do.
  */
-export async function claimBuild(db: Db, id: string, workerId: string, staleMs: number): Promise<BuildRow | undefined> {
+export async function claimBuild(
+  db: Db,
+  id: string,
+  workerId: string,
+  staleMs: number,
+): Promise<BuildRow | undefined> {
   return db
     .updateTable('builds')
-    .set((eb) => ({ status: 'running', started_at: sql`now()`, attempt: eb('attempt', '+', 1), worker_id: workerId }))
+    .set((eb) => ({
+      status: 'running',
+      started_at: sql`now()`,
+      attempt: eb('attempt', '+', 1),
+      worker_id: workerId,
+    }))
     .where('id', '=', id)
     .where((eb) =>
       eb.or([

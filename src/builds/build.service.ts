@@ -166,7 +166,12 @@ export function createBuildService(deps: {
      * finished build is left alone, and a retry after a crash builds again from scratch.
      */
     async run(payload: BuildRunPayload, signal: AbortSignal): Promise<void> {
-      const started = await repo.claimBuild(db, payload.buildId, deps.worker.id, deps.worker.staleMs);
+      const started = await repo.claimBuild(
+        db,
+        payload.buildId,
+        deps.worker.id,
+        deps.worker.staleMs,
+      );
       if (started === undefined) return;
       const service = await getServiceById(db, started.service_id);
       if (service === undefined) return;

@@ -43,9 +43,7 @@ export type SecretVersionsResponse = Static<typeof SecretVersions>;
 export type RotationResponse = Static<typeof RotationSchema>;
 
 /** Where a secret lives: a project, one of its environments, or a service (by id). */
-export type SecretScopeRef =
-  | { project: string; environment?: string }
-  | { serviceId: string };
+export type SecretScopeRef = { project: string; environment?: string } | { serviceId: string };
 export type { Page };
 
 export interface TokenPair {

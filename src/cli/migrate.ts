@@ -10,7 +10,11 @@ export async function migrateCommand(): Promise<void> {
   const database = await openDatabase(config, logger);
   try {
     const applied = await migrate(database, logger);
-    process.stdout.write(applied.length === 0 ? 'database is up to date\n' : `applied migrations ${applied.join(', ')}\n`);
+    process.stdout.write(
+      applied.length === 0
+        ? 'database is up to date\n'
+        : `applied migrations ${applied.join(', ')}\n`,
+    );
   } finally {
     await database.close();
   }

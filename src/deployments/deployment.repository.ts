@@ -1,13 +1,25 @@
 import { sql } from 'kysely';
 import type { Db, Trx } from '../platform/db/transaction.js';
-import type { DeploymentKind, DeploymentRow, ReleaseRow, RuntimeSettings } from '../platform/db/schema.js';
+import type {
+  DeploymentKind,
+  DeploymentRow,
+  ReleaseRow,
+  RuntimeSettings,
+} from '../platform/db/schema.js';
 import type { ProjectAccessRow } from '../access/access.repository.js';
 import { afterCursor, cursorPosition, fetchSize } from '../platform/db/keyset.js';
 import type { PageRequest } from '../platform/http/pagination.js';
 
 export async function insertDeployment(
   trx: Db | Trx,
-  deployment: { serviceId: string; environmentId: string; releaseId: string; kind: DeploymentKind; replicas: number; createdBy: string },
+  deployment: {
+    serviceId: string;
+    environmentId: string;
+    releaseId: string;
+    kind: DeploymentKind;
+    replicas: number;
+    createdBy: string;
+  },
 ): Promise<DeploymentRow> {
   return trx
     .insertInto('deployments')
@@ -47,7 +59,15 @@ export async function findDeploymentAccess(
     .where('deployments.id', '=', deploymentId)
     .executeTakeFirst();
   if (row === undefined) return undefined;
-  const { project_id, project_slug, project_status, role, member_environment_id, member_expires_at, ...deployment } = row;
+  const {
+    project_id,
+    project_slug,
+    project_status,
+    role,
+    member_environment_id,
+    member_expires_at,
+    ...deployment
+  } = row;
   return {
     deployment,
     access: {
@@ -61,7 +81,12 @@ export async function findDeploymentAccess(
   };
 }
 
-export async function listDeployments(db: Db, serviceId: string, page: PageRequest, environmentId?: string) {
+export async function listDeployments(
+  db: Db,
+  serviceId: string,
+  page: PageRequest,
+  environmentId?: string,
+) {
   let query = db
     .selectFrom('deployments')
     .selectAll()
@@ -110,7 +135,24 @@ function planQuery(db: Db) {
 type PlanRow = Awaited<ReturnType<ReturnType<typeof planQuery>['executeTakeFirstOrThrow']>>;
 
 function toPlan(row: PlanRow): DeploymentPlan {
-  const { r_id, r_service_id, r_build_id, r_version, r_commit_sha, r_digest, r_artifact_path, r_kind, r_start_command, r_config_snapshot, r_created_at, s_runtime, s_name, e_name, p_slug, ...deployment } = row;
+  const {
+    r_id,
+    r_service_id,
+    r_build_id,
+    r_version,
+    r_commit_sha,
+    r_digest,
+    r_artifact_path,
+    r_kind,
+    r_start_command,
+    r_config_snapshot,
+    r_created_at,
+    s_runtime,
+    s_name,
+    e_name,
+    p_slug,
+    ...deployment
+  } = row;
   return {
     deployment,
     release: {
@@ -131,7 +173,10 @@ function toPlan(row: PlanRow): DeploymentPlan {
   };
 }
 
-export async function findDeploymentPlan(db: Db, deploymentId: string): Promise<DeploymentPlan | undefined> {
+export async function findDeploymentPlan(
+  db: Db,
+  deploymentId: string,
+): Promise<DeploymentPlan | undefined> {
   const row = await planQuery(db).where('d.id', '=', deploymentId).executeTakeFirst();
   return row === undefined ? undefined : toPlan(row);
 }
@@ -146,10 +191,19 @@ export async function listLivePlans(db: Db): Promise<DeploymentPlan[]> {
  * Claims a deployment for reconciling by `workerId`: a pending one, or one in progress whose
  * worker stopped beating for `staleMs`. Undefined when it finished or a live worker holds it.
  */
-export async function claimDeployment(db: Db, id: string, workerId: string, staleMs: number): Promise<DeploymentRow | undefined> {
+export async function claimDeployment(
+  db: Db,
+  id: string,
+  workerId: string,
+  staleMs: number,
+): Promise<DeploymentRow | undefined> {
   return db
     .updateTable('deployments')
-    .set({ status: 'in_progress', started_at: sql`coalesce(started_at, now())`, worker_id: workerId })
+    .set({
+      status: 'in_progress',
+      started_at: sql`coalesce(started_at, now())`,
+      worker_id: workerId,
+    })
     .where('id', '=', id)
     .where((eb) =>
       eb.or([
@@ -169,8 +223,13 @@ export async function claimDeployment(db: Db, id: string, workerId: string, stal
  * become superseded. Returns their ids so their instances can be drained. Returns
  * undefined when a newer deployment already went live (this one is then superseded too).
  */
-export async function promoteToLive(trx: Trx, deployment: DeploymentRow): Promise<string[] | undefined> {
-  await sql`SELECT pg_advisory_xact_lock(hashtext(${deployment.service_id + deployment.environment_id}))`.execute(trx);
+export async function promoteToLive(
+  trx: Trx,
+  deployment: DeploymentRow,
+): Promise<string[] | undefined> {
+  await sql`SELECT pg_advisory_xact_lock(hashtext(${deployment.service_id + deployment.environment_id}))`.execute(
+    trx,
+  );
   const newer = await trx
     .selectFrom('deployments')
     .select('id')
@@ -180,7 +239,11 @@ export async function promoteToLive(trx: Trx, deployment: DeploymentRow): Promis
     .where('created_at', '>', deployment.created_at)
     .executeTakeFirst();
   if (newer !== undefined) {
-    await trx.updateTable('deployments').set({ status: 'superseded', finished_at: sql`now()` }).where('id', '=', deployment.id).execute();
+    await trx
+      .updateTable('deployments')
+      .set({ status: 'superseded', finished_at: sql`now()` })
+      .where('id', '=', deployment.id)
+      .execute();
     return undefined;
   }
   const superseded = await trx
@@ -210,10 +273,18 @@ export async function markFailed(db: Db, id: string, reason: string): Promise<vo
 }
 
 export async function setFailureNote(db: Db, id: string, reason: string | null): Promise<void> {
-  await db.updateTable('deployments').set({ failure_reason: reason }).where('id', '=', id).execute();
+  await db
+    .updateTable('deployments')
+    .set({ failure_reason: reason })
+    .where('id', '=', id)
+    .execute();
 }
 
-export async function findLiveDeployment(db: Db, serviceId: string, environmentId: string): Promise<DeploymentRow | undefined> {
+export async function findLiveDeployment(
+  db: Db,
+  serviceId: string,
+  environmentId: string,
+): Promise<DeploymentRow | undefined> {
   return db
     .selectFrom('deployments')
     .selectAll()
@@ -244,18 +315,27 @@ export async function findPreviousRelease(
 }
 
 /** Ids of deployments that run or may soon run instances of the service. */
-export async function listActiveDeploymentIds(db: Db, filter: { serviceId?: string; projectId?: string }): Promise<string[]> {
+export async function listActiveDeploymentIds(
+  db: Db,
+  filter: { serviceId?: string; projectId?: string },
+): Promise<string[]> {
   let query = db
     .selectFrom('deployments')
     .innerJoin('services', 'services.id', 'deployments.service_id')
     .select('deployments.id')
     .where('deployments.status', 'in', ['pending', 'in_progress', 'live']);
-  if (filter.serviceId !== undefined) query = query.where('deployments.service_id', '=', filter.serviceId);
-  if (filter.projectId !== undefined) query = query.where('services.project_id', '=', filter.projectId);
+  if (filter.serviceId !== undefined)
+    query = query.where('deployments.service_id', '=', filter.serviceId);
+  if (filter.projectId !== undefined)
+    query = query.where('services.project_id', '=', filter.projectId);
   return (await query.execute()).map((row) => row.id);
 }
 
 export async function markStopped(db: Db, ids: string[]): Promise<void> {
   if (ids.length === 0) return;
-  await db.updateTable('deployments').set({ status: 'cancelled', finished_at: sql`now()` }).where('id', 'in', ids).execute();
+  await db
+    .updateTable('deployments')
+    .set({ status: 'cancelled', finished_at: sql`now()` })
+    .where('id', 'in', ids)
+    .execute();
 }

@@ -22,7 +22,8 @@ export function registerDeploymentRoutes(app: AppInstance, deps: AppDeps): void 
   app.post('/services/:id/deployments', {
     schema: {
       tags,
-      description: 'Deploys a release (the latest when releaseId is absent) to an environment. Honors Idempotency-Key.',
+      description:
+        'Deploys a release (the latest when releaseId is absent) to an environment. Honors Idempotency-Key.',
       params: IdParams,
       body: CreateDeploymentBody,
       response: { 202: Accepted, ...commonErrors },
@@ -39,7 +40,8 @@ export function registerDeploymentRoutes(app: AppInstance, deps: AppDeps): void 
   app.post('/services/:id/rollback', {
     schema: {
       tags,
-      description: 'Re-points an environment to an earlier release without rebuilding. Honors Idempotency-Key.',
+      description:
+        'Re-points an environment to an earlier release without rebuilding. Honors Idempotency-Key.',
       params: IdParams,
       body: RollbackBody,
       response: { 202: Accepted, ...commonErrors },
@@ -54,14 +56,30 @@ export function registerDeploymentRoutes(app: AppInstance, deps: AppDeps): void 
   });
 
   app.get('/services/:id/deployments', {
-    schema: { tags, params: IdParams, querystring: ListDeploymentsQuery, response: { 200: pageOf(DeploymentSchema), ...commonErrors } },
+    schema: {
+      tags,
+      params: IdParams,
+      querystring: ListDeploymentsQuery,
+      response: { 200: pageOf(DeploymentSchema), ...commonErrors },
+    },
     handler: async (request) =>
-      deployments.list(principalOf(request), request.params.id, toPageRequest(request.query), request.query.environment),
+      deployments.list(
+        principalOf(request),
+        request.params.id,
+        toPageRequest(request.query),
+        request.query.environment,
+      ),
   });
 
   app.get('/services/:id/status', {
-    schema: { tags, params: IdParams, querystring: StatusQuery, response: { 200: ServiceStatus, ...commonErrors } },
-    handler: async (request) => deployments.status(principalOf(request), request.params.id, request.query.environment),
+    schema: {
+      tags,
+      params: IdParams,
+      querystring: StatusQuery,
+      response: { 200: ServiceStatus, ...commonErrors },
+    },
+    handler: async (request) =>
+      deployments.status(principalOf(request), request.params.id, request.query.environment),
   });
 
   app.get('/deployments/:id', {
@@ -79,7 +97,8 @@ export function registerDeploymentRoutes(app: AppInstance, deps: AppDeps): void 
     },
     handler: async (request, reply) => {
       const principal = principalOf(request);
-      if (request.query.follow !== true) return deployments.logs(principal, request.params.id, request.query.tail);
+      if (request.query.follow !== true)
+        return deployments.logs(principal, request.params.id, request.query.tail);
       const stream = await deployments.followLogs(principal, request.params.id, request.query.tail);
       await sendEventStream(request, reply, stream);
       return reply;

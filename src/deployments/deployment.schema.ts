@@ -60,17 +60,34 @@ export const ServiceStatus = Type.Object({
   isHealthy: Type.Boolean(),
   liveSince: Nullable(Timestamp),
   deployment: Nullable(DeploymentSchema),
-  release: Nullable(Type.Object({ id: Uuid, version: Type.Integer(), commitSha: Type.String(), digest: Type.String() })),
+  release: Nullable(
+    Type.Object({
+      id: Uuid,
+      version: Type.Integer(),
+      commitSha: Type.String(),
+      digest: Type.String(),
+    }),
+  ),
   instances: Type.Array(Instance),
 });
 
 export const DeploymentLogsQuery = Type.Object(
-  { follow: Type.Optional(Type.Boolean({ default: false })), tail: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000 })) },
+  {
+    follow: Type.Optional(Type.Boolean({ default: false })),
+    tail: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000 })),
+  },
   { additionalProperties: false },
 );
 
 export const DeploymentLogs = Type.Object({
-  lines: Type.Array(Type.Object({ at: Type.String(), instanceId: Type.String(), stream: Type.String(), line: Type.String() })),
+  lines: Type.Array(
+    Type.Object({
+      at: Type.String(),
+      instanceId: Type.String(),
+      stream: Type.String(),
+      line: Type.String(),
+    }),
+  ),
 });
 
 export function toDeploymentResponse(row: DeploymentRow): Static<typeof DeploymentSchema> {

@@ -1,6 +1,10 @@
 import type { Logger } from 'pino';
 import type { Principal } from '../auth/auth.service.js';
-import { assertEnvironmentInScope, authorize, type ProjectGrant } from '../access/access.service.js';
+import {
+  assertEnvironmentInScope,
+  authorize,
+  type ProjectGrant,
+} from '../access/access.service.js';
 import { AppError } from '../platform/errors.js';
 import { inTransaction, type Db } from '../platform/db/transaction.js';
 import { roleFor } from '../audit/audit-actor.js';
@@ -20,7 +24,10 @@ import { DEPLOYMENT_RECONCILE } from './deployment.jobs.js';
 import { toDeploymentResponse } from './deployment.schema.js';
 import { hostnameFor, type Reconciler } from './reconciler.js';
 
-const DEPLOYMENT_NOT_FOUND = { code: 'DEPLOYMENT_NOT_FOUND', message: 'Deployment not found' } as const;
+const DEPLOYMENT_NOT_FOUND = {
+  code: 'DEPLOYMENT_NOT_FOUND',
+  message: 'Deployment not found',
+} as const;
 
 function sameConfig(a: Record<string, string>, b: Record<string, string>): boolean {
   const keys = Object.keys(a);
@@ -45,7 +52,8 @@ export function createDeploymentService(deps: {
   async function access(principal: Principal, deploymentId: string) {
     const found = await repo.findDeploymentAccess(db, deploymentId, principal.userId);
     authorize(principal, found?.access, 'project.read', DEPLOYMENT_NOT_FOUND);
-    if (found === undefined) throw new AppError('DEPLOYMENT_NOT_FOUND', DEPLOYMENT_NOT_FOUND.message);
+    if (found === undefined)
+      throw new AppError('DEPLOYMENT_NOT_FOUND', DEPLOYMENT_NOT_FOUND.message);
     return found.deployment;
   }
 
@@ -55,7 +63,8 @@ export function createDeploymentService(deps: {
    */
   async function currentRelease(serviceId: string): Promise<ReleaseRow> {
     const latest = await findLatestRelease(db, serviceId);
-    if (latest === undefined) throw new AppError('RELEASE_UNAVAILABLE', 'The service has no release yet; build it first');
+    if (latest === undefined)
+      throw new AppError('RELEASE_UNAVAILABLE', 'The service has no release yet; build it first');
     const variables = await deps.services.variablesOf(serviceId);
     if (sameConfig(variables, latest.config_snapshot)) return latest;
     return inTransaction(db, (trx) =>
@@ -74,8 +83,19 @@ export function createDeploymentService(deps: {
 
   async function enqueue(
     principal: Principal,
-    input: { serviceId: string; environmentId: string; release: ReleaseRow; kind: DeploymentKind; replicas: number },
-    audited: { grant: ProjectGrant; serviceName: string; projectId: string; environmentName: string },
+    input: {
+      serviceId: string;
+      environmentId: string;
+      release: ReleaseRow;
+      kind: DeploymentKind;
+      replicas: number;
+    },
+    audited: {
+      grant: ProjectGrant;
+      serviceName: string;
+      projectId: string;
+      environmentName: string;
+    },
   ) {
     const deployment = await inTransaction(db, async (trx) => {
       const row = await repo.insertDeployment(trx, {
@@ -89,21 +109,51 @@ export function createDeploymentService(deps: {
       await queue.send(DEPLOYMENT_RECONCILE, { deploymentId: row.id }, { trx });
       await deps.audit.recordIn(trx, {
         action: input.kind === 'rollback' ? 'deployment.rollback' : 'deployment.create',
-        resource: { type: 'deployment', id: row.id, name: `${audited.serviceName}/${audited.environmentName}` },
+        resource: {
+          type: 'deployment',
+          id: row.id,
+          name: `${audited.serviceName}/${audited.environmentName}`,
+        },
         projectId: audited.projectId,
         environmentId: input.environmentId,
         actorRole: roleFor(principal, audited.grant),
-        details: { serviceId: input.serviceId, releaseId: input.release.id, releaseVersion: input.release.version, replicas: input.replicas },
+        details: {
+          serviceId: input.serviceId,
+          releaseId: input.release.id,
+          releaseVersion: input.release.version,
+          replicas: input.replicas,
+        },
       });
       return row;
     });
-    logger.info({ deploymentId: deployment.id, serviceId: input.serviceId, releaseId: input.release.id, kind: input.kind, userId: principal.userId }, 'deployment queued');
-    return { id: deployment.id, status: deployment.status, statusUrl: `/v1/deployments/${deployment.id}` };
+    logger.info(
+      {
+        deploymentId: deployment.id,
+        serviceId: input.serviceId,
+        releaseId: input.release.id,
+        kind: input.kind,
+        userId: principal.userId,
+      },
+      'deployment queued',
+    );
+    return {
+      id: deployment.id,
+      status: deployment.status,
+      statusUrl: `/v1/deployments/${deployment.id}`,
+    };
   }
 
   return {
-    async create(principal: Principal, serviceId: string, input: { environment: string; releaseId?: string; replicas?: number }) {
-      const { service, grant } = await deps.services.access(principal, serviceId, 'deployment.create');
+    async create(
+      principal: Principal,
+      serviceId: string,
+      input: { environment: string; releaseId?: string; replicas?: number },
+    ) {
+      const { service, grant } = await deps.services.access(
+        principal,
+        serviceId,
+        'deployment.create',
+      );
       const environment = await deps.projects.getEnvironment(grant.projectId, input.environment);
       assertEnvironmentInScope(grant, environment.id);
       let release: ReleaseRow | undefined;
@@ -113,28 +163,68 @@ export function createDeploymentService(deps: {
         throw new AppError('RELEASE_NOT_FOUND', 'No such release of this service');
       }
       const replicas = input.replicas ?? service.runtime.instances;
-      const audited = { grant, serviceName: service.name, projectId: service.project_id, environmentName: environment.name };
-      return enqueue(principal, { serviceId: service.id, environmentId: environment.id, release, kind: 'deploy', replicas }, audited);
+      const audited = {
+        grant,
+        serviceName: service.name,
+        projectId: service.project_id,
+        environmentName: environment.name,
+      };
+      return enqueue(
+        principal,
+        { serviceId: service.id, environmentId: environment.id, release, kind: 'deploy', replicas },
+        audited,
+      );
     },
 
-    async rollback(principal: Principal, serviceId: string, input: { environment: string; releaseId?: string }) {
-      const { service, grant } = await deps.services.access(principal, serviceId, 'deployment.create');
+    async rollback(
+      principal: Principal,
+      serviceId: string,
+      input: { environment: string; releaseId?: string },
+    ) {
+      const { service, grant } = await deps.services.access(
+        principal,
+        serviceId,
+        'deployment.create',
+      );
       const environment = await deps.projects.getEnvironment(grant.projectId, input.environment);
       assertEnvironmentInScope(grant, environment.id);
       const live = await repo.findLiveDeployment(db, service.id, environment.id);
-      const releaseId = input.releaseId ?? (await repo.findPreviousRelease(db, service.id, environment.id, live?.release_id));
+      const releaseId =
+        input.releaseId ??
+        (await repo.findPreviousRelease(db, service.id, environment.id, live?.release_id));
       const release = releaseId === undefined ? undefined : await getReleaseById(db, releaseId);
       if (release === undefined || release.service_id !== service.id) {
-        throw new AppError('ROLLBACK_TARGET_INVALID', `No earlier release of this service was live in "${environment.name}"`);
+        throw new AppError(
+          'ROLLBACK_TARGET_INVALID',
+          `No earlier release of this service was live in "${environment.name}"`,
+        );
       }
       const replicas = live?.replicas ?? service.runtime.instances;
-      const audited = { grant, serviceName: service.name, projectId: service.project_id, environmentName: environment.name };
-      return enqueue(principal, { serviceId: service.id, environmentId: environment.id, release, kind: 'rollback', replicas }, audited);
+      const audited = {
+        grant,
+        serviceName: service.name,
+        projectId: service.project_id,
+        environmentName: environment.name,
+      };
+      return enqueue(
+        principal,
+        {
+          serviceId: service.id,
+          environmentId: environment.id,
+          release,
+          kind: 'rollback',
+          replicas,
+        },
+        audited,
+      );
     },
 
     async list(principal: Principal, serviceId: string, page: PageRequest, environment?: string) {
       const { service, grant } = await deps.services.access(principal, serviceId, 'project.read');
-      const environmentId = environment === undefined ? undefined : (await deps.projects.getEnvironment(grant.projectId, environment)).id;
+      const environmentId =
+        environment === undefined
+          ? undefined
+          : (await deps.projects.getEnvironment(grant.projectId, environment)).id;
       const rows = await repo.listDeployments(db, service.id, page, environmentId);
       return toPage(rows, page, rowPosition, toDeploymentResponse);
     },
@@ -148,17 +238,37 @@ export function createDeploymentService(deps: {
       const environment = await deps.projects.getEnvironment(grant.projectId, environmentName);
       const live = await repo.findLiveDeployment(db, service.id, environment.id);
       const release = live === undefined ? undefined : await getReleaseById(db, live.release_id);
-      const instances = live === undefined || deps.runtime === undefined ? [] : deps.runtime.status(live.id);
-      const host = hostnameFor({ service: service.name, environment: environment.name, project: grant.projectSlug }, deps.baseDomain);
+      const instances =
+        live === undefined || deps.runtime === undefined ? [] : deps.runtime.status(live.id);
+      const host = hostnameFor(
+        { service: service.name, environment: environment.name, project: grant.projectSlug },
+        deps.baseDomain,
+      );
       return {
         environment: environment.name,
         url: `http://${host}:${deps.routerPort}/`,
         isLive: live !== undefined,
-        isHealthy: live !== undefined && instances.length === live.replicas && instances.every((i) => i.state === 'healthy'),
+        isHealthy:
+          live !== undefined &&
+          instances.length === live.replicas &&
+          instances.every((i) => i.state === 'healthy'),
         liveSince: live?.live_at?.toISOString() ?? null,
         deployment: live === undefined ? null : toDeploymentResponse(live),
-        release: release === undefined ? null : { id: release.id, version: release.version, commitSha: release.commit_sha, digest: release.digest },
-        instances: instances.map((i) => ({ id: i.id, state: i.state, restarts: i.restarts, startedAt: i.startedAt.toISOString() })),
+        release:
+          release === undefined
+            ? null
+            : {
+                id: release.id,
+                version: release.version,
+                commitSha: release.commit_sha,
+                digest: release.digest,
+              },
+        instances: instances.map((i) => ({
+          id: i.id,
+          state: i.state,
+          restarts: i.restarts,
+          startedAt: i.startedAt.toISOString(),
+        })),
       };
     },
 
@@ -167,7 +277,12 @@ export function createDeploymentService(deps: {
       if (deps.runtime === undefined) return { lines: [] };
       const lines = [];
       const signal = AbortSignal.timeout(10_000);
-      for await (const line of deps.runtime.logs(deployment.id, { follow: false, signal, ...(tail === undefined ? {} : { tail }) })) lines.push(line);
+      for await (const line of deps.runtime.logs(deployment.id, {
+        follow: false,
+        signal,
+        ...(tail === undefined ? {} : { tail }),
+      }))
+        lines.push(line);
       return { lines };
     },
 
@@ -176,7 +291,11 @@ export function createDeploymentService(deps: {
       const runtime = deps.runtime;
       return async function* stream(signal: AbortSignal): AsyncIterable<ServerSentEvent> {
         if (runtime === undefined) return;
-        for await (const line of runtime.logs(deployment.id, { follow: true, signal, ...(tail === undefined ? {} : { tail }) })) {
+        for await (const line of runtime.logs(deployment.id, {
+          follow: true,
+          signal,
+          ...(tail === undefined ? {} : { tail }),
+        })) {
           yield { event: 'log', data: line };
         }
       };
@@ -185,7 +304,9 @@ export function createDeploymentService(deps: {
     /** Stops every workload of a service (before it is deleted). */
     stopService: async (serviceId: string): Promise<void> => {
       const ids = await repo.listActiveDeploymentIds(db, { serviceId });
-      const plans = (await Promise.all(ids.map((id) => repo.findDeploymentPlan(db, id)))).filter((plan) => plan !== undefined);
+      const plans = (await Promise.all(ids.map((id) => repo.findDeploymentPlan(db, id)))).filter(
+        (plan) => plan !== undefined,
+      );
       await repo.markStopped(db, ids);
       await deps.reconciler?.stopDeployments(ids, plans);
     },

@@ -17,7 +17,9 @@ export interface ReconcilerOptions {
   drainMs: number;
   worker: { id: string; staleMs: number };
   /** Lockbox: the secret variables (and the values to redact) of a deployment's workload. */
-  workloadSecrets?: (deployment: DeploymentPlan['deployment']) => Promise<{ env: Record<string, string>; values: string[] }>;
+  workloadSecrets?: (
+    deployment: DeploymentPlan['deployment'],
+  ) => Promise<{ env: Record<string, string>; values: string[] }>;
 }
 
 /** The hostname a deployment answers on: `{service}.{environment}.{project}.{domain}`. */
@@ -30,14 +32,20 @@ export function hostnameFor(labels: DeploymentPlan['labels'], baseDomain: string
  * overlaid with the deployment's secrets (which already apply project < environment <
  * service among themselves), so a secret wins over a configuration variable of its name.
  */
-export function workloadSpecOf(plan: DeploymentPlan, secrets?: { env: Record<string, string>; values: string[] }): WorkloadSpec {
+export function workloadSpecOf(
+  plan: DeploymentPlan,
+  secrets?: { env: Record<string, string>; values: string[] },
+): WorkloadSpec {
   const override = plan.runtime.startCommand;
   return {
     deploymentId: plan.deployment.id,
     releaseId: plan.release.id,
     labels: plan.labels,
     artifactPath: plan.release.artifact_path,
-    start: override === undefined ? plan.release.start_command : { command: '/bin/sh', args: ['-c', override] },
+    start:
+      override === undefined
+        ? plan.release.start_command
+        : { command: '/bin/sh', args: ['-c', override] },
     env: { ...plan.release.config_snapshot, ...secrets?.env },
     instances: plan.deployment.replicas,
     healthCheckPath: plan.runtime.healthCheckPath,
@@ -59,14 +67,24 @@ export function createReconciler(options: ReconcilerOptions) {
     const host = routed.get(event.deploymentId);
     if (host !== undefined) router.setRoute(host, runtime.endpoints(event.deploymentId));
     if (event.type === 'gave_up') {
-      logger.error({ deploymentId: event.deploymentId, instanceId: event.instanceId }, 'instance keeps crashing; restarts stopped');
-      void repo.setFailureNote(db, event.deploymentId, 'an instance kept crashing and was not restarted again').catch(() => undefined);
+      logger.error(
+        { deploymentId: event.deploymentId, instanceId: event.instanceId },
+        'instance keeps crashing; restarts stopped',
+      );
+      void repo
+        .setFailureNote(
+          db,
+          event.deploymentId,
+          'an instance kept crashing and was not restarted again',
+        )
+        .catch(() => undefined);
     }
   });
 
   function route(plan: DeploymentPlan): void {
     const host = hostnameFor(plan.labels, options.baseDomain);
-    for (const [id, existing] of routed) if (existing === host && id !== plan.deployment.id) routed.delete(id);
+    for (const [id, existing] of routed)
+      if (existing === host && id !== plan.deployment.id) routed.delete(id);
     routed.set(plan.deployment.id, host);
     router.setRoute(host, runtime.endpoints(plan.deployment.id));
   }
@@ -83,7 +101,12 @@ export function createReconciler(options: ReconcilerOptions) {
   return {
     /** The deployment.reconcile job. Failures leave the previous release live. */
     async reconcile(deploymentId: string, signal: AbortSignal): Promise<void> {
-      const claimed = await repo.claimDeployment(db, deploymentId, options.worker.id, options.worker.staleMs);
+      const claimed = await repo.claimDeployment(
+        db,
+        deploymentId,
+        options.worker.id,
+        options.worker.staleMs,
+      );
       if (claimed === undefined) return;
       const plan = await repo.findDeploymentPlan(db, deploymentId);
       if (plan === undefined) return;
@@ -107,7 +130,10 @@ export function createReconciler(options: ReconcilerOptions) {
       route(plan);
       await stop(superseded);
       metrics.reconcileDuration.labels('live').observe((performance.now() - started) / 1000);
-      log.info({ superseded: superseded.length, durationMs: Math.round(performance.now() - started) }, 'deployment live');
+      log.info(
+        { superseded: superseded.length, durationMs: Math.round(performance.now() - started) },
+        'deployment live',
+      );
     },
 
     /** At start: bring back every deployment the database says is live. */
@@ -120,8 +146,15 @@ export function createReconciler(options: ReconcilerOptions) {
           await repo.setFailureNote(db, plan.deployment.id, null);
         } catch (error) {
           const reason = error instanceof WorkloadStartError ? error.reason : 'error';
-          logger.error({ err: error, deploymentId: plan.deployment.id, reason }, 'live deployment did not come back');
-          await repo.setFailureNote(db, plan.deployment.id, `restore after restart failed: ${reason}`);
+          logger.error(
+            { err: error, deploymentId: plan.deployment.id, reason },
+            'live deployment did not come back',
+          );
+          await repo.setFailureNote(
+            db,
+            plan.deployment.id,
+            `restore after restart failed: ${reason}`,
+          );
         }
         route(plan);
       }
@@ -130,7 +163,8 @@ export function createReconciler(options: ReconcilerOptions) {
 
     /** Stops the instances of the given deployments and forgets their routes. */
     async stopDeployments(deploymentIds: string[], plans?: DeploymentPlan[]): Promise<void> {
-      for (const plan of plans ?? []) router.removeRoute(hostnameFor(plan.labels, options.baseDomain));
+      for (const plan of plans ?? [])
+        router.removeRoute(hostnameFor(plan.labels, options.baseDomain));
       await stop(deploymentIds);
     },
 

@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, {
-  LogController, type FastifyBaseLogger, type FastifyInstance, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify';
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type RawReplyDefaultExpression,
+  type RawRequestDefaultExpression,
+  type RawServerDefault,
+} from 'fastify';
 import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -12,7 +18,11 @@ import { endEventStreamsOnClose } from './http/sse.js';
 import { cachingSerializerFactory, createValidatorCompiler } from './http/compilers.js';
 import { ErrorEnvelope } from './http/schemas.js';
 import { authenticationHook } from '../auth/auth.hook.js';
-import { registerBrowserSupport, registerIdentityRoutes, registerPublicIdentityRoutes } from '../auth/identity.routes.js';
+import {
+  registerBrowserSupport,
+  registerIdentityRoutes,
+  registerPublicIdentityRoutes,
+} from '../auth/identity.routes.js';
 import { registerProjectRoutes } from '../projects/project.routes.js';
 import { registerServiceRoutes } from '../services/service.routes.js';
 import { registerBuildRoutes } from '../builds/build.routes.js';
@@ -68,8 +78,14 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: 'Switchyard API', version: '1.0.0', description: 'Push code from git; get a running, routed service.' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      info: {
+        title: 'Switchyard API',
+        version: '1.0.0',
+        description: 'Push code from git; get a running, routed service.',
+      },
+      components: {
+        securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+      },
       security: [{ bearer: [] }],
     },
   });
@@ -82,7 +98,9 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
   await app.register(
     async (v1) => {
       const api = v1.withTypeProvider<TypeBoxTypeProvider>();
-      await api.register(async (open) => registerPublicIdentityRoutes(open.withTypeProvider<TypeBoxTypeProvider>(), deps));
+      await api.register(async (open) =>
+        registerPublicIdentityRoutes(open.withTypeProvider<TypeBoxTypeProvider>(), deps),
+      );
       await api.register(async (secured) => {
         secured.addHook('onRequest', authenticationHook(deps.domain.auth));
         const typed = secured.withTypeProvider<TypeBoxTypeProvider>();
@@ -108,10 +126,17 @@ function installRequestHooks(app: AppInstance, deps: Dependencies): void {
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     const seconds = reply.elapsedTime / 1000;
-    deps.metrics.httpDuration.labels(request.method, route, String(reply.statusCode)).observe(seconds);
+    deps.metrics.httpDuration
+      .labels(request.method, route, String(reply.statusCode))
+      .observe(seconds);
     const level = reply.statusCode >= 500 ? 'warn' : 'info';
     request.log[level](
-      { method: request.method, route, status: reply.statusCode, durationMs: Math.round(reply.elapsedTime) },
+      {
+        method: request.method,
+        route,
+        status: reply.statusCode,
+        durationMs: Math.round(reply.elapsedTime),
+      },
       'request completed',
     );
   });
@@ -121,9 +146,16 @@ function registerOperationalRoutes(app: AppInstance, deps: Dependencies): void {
   const hide = { hide: true };
   // Probes and scrapes come every few seconds; their access log would drown the rest.
   const quiet = { logLevel: 'warn' as const };
-  app.get('/healthz', { ...quiet, schema: { ...hide, response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({
-    status: 'ok' as const,
-  }));
+  app.get(
+    '/healthz',
+    {
+      ...quiet,
+      schema: { ...hide, response: { 200: Type.Object({ status: Type.Literal('ok') }) } },
+    },
+    async () => ({
+      status: 'ok' as const,
+    }),
+  );
 
   app.get('/readyz', { ...quiet, schema: hide }, async (_request, reply) => {
     const checks = await deps.readiness();

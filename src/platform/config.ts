@@ -58,7 +58,14 @@ export interface Config {
     /** Older master keys kept for opening values until `secrets rewrap` has run. */
     previousMasterKeyFiles: string[];
     vault:
-      | { address: string; mount: string; prefix: string; tokenFile: string; namespace: string | undefined; timeoutMs: number }
+      | {
+          address: string;
+          mount: string;
+          prefix: string;
+          tokenFile: string;
+          namespace: string | undefined;
+          timeoutMs: number;
+        }
       | undefined;
   };
 }
@@ -194,7 +201,9 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     cors: { allowedOrigins: read.list('SWITCHYARD_CORS_ORIGINS') },
     redisKeyPrefix: read.string('REDIS_KEY_PREFIX') ?? 'switchyard:',
     git: {
-      allowedHosts: (read.string('SWITCHYARD_GIT_ALLOWED_HOSTS') ?? 'github.com,gitlab.com,bitbucket.org')
+      allowedHosts: (
+        read.string('SWITCHYARD_GIT_ALLOWED_HOSTS') ?? 'github.com,gitlab.com,bitbucket.org'
+      )
         .split(',')
         .map((host) => host.trim().toLowerCase())
         .filter((host) => host !== ''),
@@ -221,7 +230,9 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   };
 
   const hasKeys =
-    config.auth.signingKeyFile !== undefined || config.auth.keyFiles.length > 0 || config.auth.keysDir !== undefined;
+    config.auth.signingKeyFile !== undefined ||
+    config.auth.keyFiles.length > 0 ||
+    config.auth.keysDir !== undefined;
   if (mode === 'external' && !hasKeys) {
     read.problems.push(
       'SWITCHYARD_JWT_PRIVATE_KEY_PATH, SWITCHYARD_JWT_KEY_FILES or SWITCHYARD_JWT_KEYS_DIR: required when DATABASE_URL is set (every replica must share the signing keys)',
@@ -232,19 +243,30 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
 }
 
 function readSecretsConfig(read: Reader): Config['secrets'] {
-  const backend = read.oneOf('SWITCHYARD_SECRETS_BACKEND', ['builtin', 'vault'] as const, 'builtin');
+  const backend = read.oneOf(
+    'SWITCHYARD_SECRETS_BACKEND',
+    ['builtin', 'vault'] as const,
+    'builtin',
+  );
   const previous = read.string('SWITCHYARD_MASTER_KEY_PREVIOUS_PATHS') ?? '';
   const secrets: Config['secrets'] = {
     backend,
     masterKeyFile: read.string('SWITCHYARD_MASTER_KEY_PATH'),
-    previousMasterKeyFiles: previous.split(',').map((path) => path.trim()).filter((path) => path !== ''),
+    previousMasterKeyFiles: previous
+      .split(',')
+      .map((path) => path.trim())
+      .filter((path) => path !== ''),
     vault: undefined,
   };
   if (backend !== 'vault') return secrets;
   const address = read.url('SWITCHYARD_VAULT_ADDR', ['http:', 'https:']);
   const tokenFile = read.string('SWITCHYARD_VAULT_TOKEN_PATH');
-  if (address === undefined) read.problems.push('SWITCHYARD_VAULT_ADDR: required when SWITCHYARD_SECRETS_BACKEND is vault');
-  if (tokenFile === undefined) read.problems.push('SWITCHYARD_VAULT_TOKEN_PATH: required when SWITCHYARD_SECRETS_BACKEND is vault');
+  if (address === undefined)
+    read.problems.push('SWITCHYARD_VAULT_ADDR: required when SWITCHYARD_SECRETS_BACKEND is vault');
+  if (tokenFile === undefined)
+    read.problems.push(
+      'SWITCHYARD_VAULT_TOKEN_PATH: required when SWITCHYARD_SECRETS_BACKEND is vault',
+    );
   if (address === undefined || tokenFile === undefined) return secrets;
   return {
     ...secrets,

@@ -20,7 +20,12 @@ import { createReconciler, type Reconciler } from '../deployments/reconciler.js'
 import { createLocalRuntime } from '../runtime/local/local-runtime.js';
 import type { RuntimeDriver } from '../runtime/runtime.js';
 import { createRouter, type Router } from '../router/router.js';
-import { createLockbox, openLockboxStore, type Lockbox, type LockboxStore } from '../secrets/lockbox.js';
+import {
+  createLockbox,
+  openLockboxStore,
+  type Lockbox,
+  type LockboxStore,
+} from '../secrets/lockbox.js';
 import { createGitCredentialSource } from '../secrets/platform-credentials.js';
 import type { RotationHooks } from '../secrets/rotation-runner.js';
 import { openAudit, type Audit } from '../audit/audit.js';
@@ -94,7 +99,14 @@ function createDomain(deps: {
   const audit = deps.audit.recorder;
   const projects = createProjectService({ db, logger, audit });
   const identityServices = createIdentityServices({ ...deps, projects });
-  const services = createServiceService({ db, logger, projects, gitPolicy, resolver: deps.resolver, audit });
+  const services = createServiceService({
+    db,
+    logger,
+    projects,
+    gitPolicy,
+    resolver: deps.resolver,
+    audit,
+  });
   const builds = createBuildService({
     db,
     logger,
@@ -146,7 +158,8 @@ export async function createDependencies(
   overrides: DependencyOverrides = {},
 ): Promise<Dependencies> {
   const database = overrides.database ?? (await openDatabase(config, logger));
-  const owned: Array<() => Promise<void>> = overrides.database === undefined ? [() => database.close()] : [];
+  const owned: Array<() => Promise<void>> =
+    overrides.database === undefined ? [() => database.close()] : [];
   try {
     if (overrides.database === undefined) await migrate(database, logger);
     const keys = await loadKeyRing({
@@ -163,18 +176,37 @@ export async function createDependencies(
     };
     const identity = await openIdentity({ config, logger, database, metrics });
     owned.push(() => identity.close());
-    const queue = createQueue(database, logger, { pollingIntervalSeconds: overrides.pollingIntervalSeconds ?? 0.5 });
+    const queue = createQueue(database, logger, {
+      pollingIntervalSeconds: overrides.pollingIntervalSeconds ?? 0.5,
+    });
     const resolver = overrides.resolver ?? systemResolver;
 
     const lockboxStore = openLockboxStore(config, logger, database.db);
-    const audit = openAudit({ config, logger, database, registry: metrics.registry, keys, masterKeys: lockboxStore.keys, resolver });
+    const audit = openAudit({
+      config,
+      logger,
+      database,
+      registry: metrics.registry,
+      keys,
+      masterKeys: lockboxStore.keys,
+      resolver,
+    });
     owned.push(() => audit.close());
     const runsWorkloads = config.process.role !== 'api';
     const runtime = runsWorkloads
-      ? createLocalRuntime({ stateDir: join(config.dataDir, 'runtime'), logger, drainMs: config.deployments.drainMs })
+      ? createLocalRuntime({
+          stateDir: join(config.dataDir, 'runtime'),
+          logger,
+          drainMs: config.deployments.drainMs,
+        })
       : undefined;
     const router = runsWorkloads
-      ? createRouter({ logger, port: config.router.port, host: config.router.host, upstreamTimeoutMs: config.router.upstreamTimeoutMs })
+      ? createRouter({
+          logger,
+          port: config.router.port,
+          host: config.router.host,
+          upstreamTimeoutMs: config.router.upstreamTimeoutMs,
+        })
       : undefined;
     const reconciler =
       runtime !== undefined && router !== undefined
@@ -191,7 +223,22 @@ export async function createDependencies(
             workloadSecrets: lockboxStore.delivery.workloadSecrets,
           })
         : undefined;
-    const domain = createDomain({ config, logger, database, metrics, keys, queue, resolver, runtime, reconciler, routerPort: config.router.port, identity, worker, lockboxStore, audit });
+    const domain = createDomain({
+      config,
+      logger,
+      database,
+      metrics,
+      keys,
+      queue,
+      resolver,
+      runtime,
+      reconciler,
+      routerPort: config.router.port,
+      identity,
+      worker,
+      lockboxStore,
+      audit,
+    });
     const lockbox = createLockbox(lockboxStore, {
       db: database.db,
       logger,
@@ -227,7 +274,10 @@ export async function createDependencies(
         } catch (error) {
           checks['database'] = { ok: false, detail: (error as Error).message };
         }
-        checks['runtime'] = { ok: true, detail: runtime === undefined ? 'not in this process' : runtime.name };
+        checks['runtime'] = {
+          ok: true,
+          detail: runtime === undefined ? 'not in this process' : runtime.name,
+        };
         checks['cache'] = cacheCheck(identity.redis);
         return checks;
       },

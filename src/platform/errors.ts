@@ -14,7 +14,10 @@ export const ERROR_CODES = {
   OUTBOUND_URL_REJECTED: { status: 400, meaning: 'an outbound URL breaks the outbound policy' },
   AUTHENTICATION_REQUIRED: { status: 401, meaning: 'no credentials were given' },
   AUTHENTICATION_FAILED: { status: 401, meaning: 'the credentials are wrong, expired or revoked' },
-  OIDC_SIGN_IN_FAILED: { status: 401, meaning: 'the identity provider refused or could not complete a sign-in' },
+  OIDC_SIGN_IN_FAILED: {
+    status: 401,
+    meaning: 'the identity provider refused or could not complete a sign-in',
+  },
   FORBIDDEN: { status: 403, meaning: 'the caller lacks the role this action needs' },
   CSRF_TOKEN_INVALID: { status: 403, meaning: 'a cookie-session request lacks its CSRF token' },
   NOT_FOUND: { status: 404, meaning: 'the route does not exist' },
@@ -30,7 +33,10 @@ export const ERROR_CODES = {
   API_TOKEN_NOT_FOUND: { status: 404, meaning: 'no API token of the caller with that id' },
   OIDC_NOT_CONFIGURED: { status: 404, meaning: 'single sign-on is not configured' },
   SECRET_NOT_FOUND: { status: 404, meaning: 'no secret of that name in that scope' },
-  SECRET_VERSION_NOT_FOUND: { status: 404, meaning: 'the secret has no readable version of that number' },
+  SECRET_VERSION_NOT_FOUND: {
+    status: 404,
+    meaning: 'the secret has no readable version of that number',
+  },
   ROTATION_NOT_FOUND: { status: 404, meaning: 'no secret rotation with that id is visible' },
   AUDIT_SINK_NOT_FOUND: { status: 404, meaning: 'no audit sink with that id' },
   METHOD_NOT_ALLOWED: { status: 405, meaning: 'the route exists but not for this method' },
@@ -45,9 +51,18 @@ export const ERROR_CODES = {
   IDEMPOTENCY_KEY_REUSED: { status: 409, meaning: 'the key was used with a different request' },
   IDEMPOTENCY_IN_PROGRESS: { status: 409, meaning: 'the first request with this key runs' },
   ENVIRONMENT_PROTECTED: { status: 409, meaning: 'the environment has live deployments' },
-  SECRET_VERSION_CURRENT: { status: 409, meaning: 'the current version of a secret cannot be destroyed' },
-  SECRET_ROTATION_RUNNING: { status: 409, meaning: 'the secret is being rotated; wait for it to finish' },
-  SECRET_CONFLICT: { status: 409, meaning: 'the secret store changed underneath the write (check-and-set)' },
+  SECRET_VERSION_CURRENT: {
+    status: 409,
+    meaning: 'the current version of a secret cannot be destroyed',
+  },
+  SECRET_ROTATION_RUNNING: {
+    status: 409,
+    meaning: 'the secret is being rotated; wait for it to finish',
+  },
+  SECRET_CONFLICT: {
+    status: 409,
+    meaning: 'the secret store changed underneath the write (check-and-set)',
+  },
   PRECONDITION_FAILED: { status: 412, meaning: 'a precondition header did not match' },
   PAYLOAD_TOO_LARGE: { status: 413, meaning: 'the body exceeds the size limit' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'the content type is not accepted' },
@@ -55,7 +70,10 @@ export const ERROR_CODES = {
   ROLLBACK_TARGET_INVALID: { status: 422, meaning: 'there is no earlier release to roll back to' },
   RATE_LIMITED: { status: 429, meaning: 'too many requests; retry after the given time' },
   DEPENDENCY_UNAVAILABLE: { status: 503, meaning: 'a database or other dependency is down' },
-  SECRET_STORE_UNAVAILABLE: { status: 503, meaning: 'the secret store (Vault) cannot be reached or refused' },
+  SECRET_STORE_UNAVAILABLE: {
+    status: 503,
+    meaning: 'the secret store (Vault) cannot be reached or refused',
+  },
   INTERNAL: { status: 500, meaning: 'an unexpected failure; the request id locates it' },
 } as const satisfies Record<string, { status: number; meaning: string }>;
 

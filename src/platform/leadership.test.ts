@@ -1,7 +1,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { createTestDatabase, testBackends, type TestDatabase } from '../../test/support/database.js';
+import {
+  createTestDatabase,
+  testBackends,
+  type TestDatabase,
+} from '../../test/support/database.js';
 import { startElection, type Election } from './leadership.js';
 import { acquireLease, findLeaseHolder } from './leases.repository.js';
 
@@ -62,7 +66,12 @@ for (const backend of testBackends()) {
       await first.stop();
       await until(() => second.isLeader(), 10_000);
       await second.stop();
-      assert.deepEqual(events, ['first elected', 'first deposed', 'second elected', 'second deposed']);
+      assert.deepEqual(events, [
+        'first elected',
+        'first deposed',
+        'second elected',
+        'second deposed',
+      ]);
     });
   });
 }

@@ -11,13 +11,20 @@ export interface Loop {
  * Runs `tick` now and then every `intervalMs` until stopped. A tick that throws is logged and
  * the loop goes on; ticks never overlap.
  */
-export function every(intervalMs: number, logger: Logger, what: string, tick: (signal: AbortSignal) => Promise<void>): Loop {
+export function every(
+  intervalMs: number,
+  logger: Logger,
+  what: string,
+  tick: (signal: AbortSignal) => Promise<void>,
+): Loop {
   const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
   const run = () => {
     running = tick(controller.signal)
-      .catch((error: unknown) => logger.warn({ err: error, loop: what }, 'background loop tick failed'))
+      .catch((error: unknown) =>
+        logger.warn({ err: error, loop: what }, 'background loop tick failed'),
+      )
       .finally(() => {
         if (!controller.signal.aborted) timer = setTimeout(run, intervalMs);
       });
@@ -92,7 +99,9 @@ export function startElection(options: {
       logger.info({ lease: name, holder }, 'leadership acquired');
       duties = options
         .onElected(signal)
-        .catch((error: unknown) => logger.error({ err: error, lease: name }, 'leader start-up failed'));
+        .catch((error: unknown) =>
+          logger.error({ err: error, lease: name }, 'leader start-up failed'),
+        );
     } else if (!holds && isLeader) {
       isLeader = false;
       logger.warn({ lease: name, holder }, 'leadership lost');

@@ -5,7 +5,12 @@ import type { Db } from './db/transaction.js';
  * Takes or renews the named lease for `holder`. Succeeds when the lease is free, expired, or
  * already held by `holder`; returns whether `holder` holds it afterwards.
  */
-export async function acquireLease(db: Db, name: string, holder: string, ttlMs: number): Promise<boolean> {
+export async function acquireLease(
+  db: Db,
+  name: string,
+  holder: string,
+  ttlMs: number,
+): Promise<boolean> {
   const row = await db
     .insertInto('leases')
     .values({ name, holder, expires_at: sql`now() + ${ttlMs} * interval '1 millisecond'` })
@@ -17,7 +22,9 @@ export async function acquireLease(db: Db, name: string, holder: string, ttlMs: 
           expires_at: sql`now() + ${ttlMs} * interval '1 millisecond'`,
           acquired_at: sql`CASE WHEN leases.holder = ${holder} THEN leases.acquired_at ELSE now() END`,
         })
-        .where((eb) => eb.or([eb('leases.holder', '=', holder), eb('leases.expires_at', '<', sql<Date>`now()`)])),
+        .where((eb) =>
+          eb.or([eb('leases.holder', '=', holder), eb('leases.expires_at', '<', sql<Date>`now()`)]),
+        ),
     )
     .returning('holder')
     .executeTakeFirst();
@@ -66,7 +73,12 @@ export async function pruneWorkers(db: Db, staleMs: number): Promise<number> {
 export async function listOrphanedWork(db: Db, staleMs: number) {
   const isOrphaned = (table: 'builds' | 'deployments') =>
     sql<boolean>`NOT EXISTS (SELECT 1 FROM worker_heartbeats w WHERE w.id = ${sql.ref(`${table}.worker_id`)} AND w.heartbeat_at > now() - ${staleMs} * interval '1 millisecond')`;
-  const builds = await db.selectFrom('builds').select('id').where('status', '=', 'running').where(isOrphaned('builds')).execute();
+  const builds = await db
+    .selectFrom('builds')
+    .select('id')
+    .where('status', '=', 'running')
+    .where(isOrphaned('builds'))
+    .execute();
   const deployments = await db
     .selectFrom('deployments')
     .select('id')

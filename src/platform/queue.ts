@@ -21,8 +21,15 @@ export interface JobDefinition<T> {
 export interface Queue {
   start(): Promise<void>;
   define<T>(job: JobDefinition<T>): Promise<void>;
-  send<T>(job: JobDefinition<T>, data: T, options?: { trx?: Trx; singletonKey?: string }): Promise<string | null>;
-  work<T>(job: JobDefinition<T>, handler: (data: T, meta: { jobId: string; retryCount: number }) => Promise<void>): Promise<void>;
+  send<T>(
+    job: JobDefinition<T>,
+    data: T,
+    options?: { trx?: Trx; singletonKey?: string },
+  ): Promise<string | null>;
+  work<T>(
+    job: JobDefinition<T>,
+    handler: (data: T, meta: { jobId: string; retryCount: number }) => Promise<void>,
+  ): Promise<void>;
   /** Stops this process's handlers of one job (running ones finish). */
   offWork(job: { name: string }): Promise<void>;
   /** Stops fetching and waits for running handlers, up to the deadline. */
@@ -48,7 +55,8 @@ async function installSchema(database: Database): Promise<void> {
     await connection.query('SELECT pg_advisory_lock($1)', [QUEUE_SCHEMA_LOCK_KEY]);
     try {
       const { rows } = await connection.query("SELECT to_regclass('pgboss.version') AS version");
-      if (rows[0]?.['version'] === null) await connection.script(PgBoss.getConstructionPlans('pgboss'));
+      if (rows[0]?.['version'] === null)
+        await connection.script(PgBoss.getConstructionPlans('pgboss'));
     } finally {
       await connection.query('SELECT pg_advisory_unlock($1)', [QUEUE_SCHEMA_LOCK_KEY]);
     }
@@ -84,7 +92,11 @@ function trxAdapter(trx: Trx): PgBoss.Db {
   };
 }
 
-export function createQueue(database: Database, logger: Logger, options: { pollingIntervalSeconds?: number } = {}): Queue {
+export function createQueue(
+  database: Database,
+  logger: Logger,
+  options: { pollingIntervalSeconds?: number } = {},
+): Queue {
   const boss = new PgBoss({
     db: adapterFor(database),
     schema: 'pgboss',
@@ -126,7 +138,8 @@ export function createQueue(database: Database, logger: Logger, options: { polli
           await boss.createQueue(job.name, options);
           break;
         } catch (error) {
-          if ((error as { code?: unknown }).code !== DEADLOCK || attempt >= DEFINE_ATTEMPTS) throw error;
+          if ((error as { code?: unknown }).code !== DEADLOCK || attempt >= DEFINE_ATTEMPTS)
+            throw error;
           logger.info({ queue: job.name, attempt }, 'queue creation deadlocked; retrying');
           await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 200 * attempt));
         }
@@ -138,7 +151,9 @@ export function createQueue(database: Database, logger: Logger, options: { polli
       if (!defined.has(job.name)) {
         // On PGlite the transaction holds the only connection, and defining would wait for it.
         if (sendOptions.trx !== undefined) {
-          throw new Error(`job queue ${job.name} must be defined before sending inside a transaction`);
+          throw new Error(
+            `job queue ${job.name} must be defined before sending inside a transaction`,
+          );
         }
         await queue.define(job);
       }
@@ -147,20 +162,30 @@ export function createQueue(database: Database, logger: Logger, options: { polli
         retryDelay: job.retryDelaySeconds,
         retryBackoff: true,
         expireInSeconds: job.expireInSeconds,
-        ...(sendOptions.singletonKey === undefined ? {} : { singletonKey: sendOptions.singletonKey }),
+        ...(sendOptions.singletonKey === undefined
+          ? {}
+          : { singletonKey: sendOptions.singletonKey }),
         ...(sendOptions.trx === undefined ? {} : { db: trxAdapter(sendOptions.trx) }),
       });
     },
 
     async work(job, handler) {
-      await boss.work(job.name, { pollingIntervalSeconds, batchSize: 1, includeMetadata: true }, async (jobs) => {
-        for (const item of jobs) {
-          const log = logger.child({ jobId: item.id, job: job.name, attempt: item.retryCount + 1 });
-          const data = job.parse(item.data);
-          log.debug('job started');
-          await handler(data, { jobId: item.id, retryCount: item.retryCount });
-        }
-      });
+      await boss.work(
+        job.name,
+        { pollingIntervalSeconds, batchSize: 1, includeMetadata: true },
+        async (jobs) => {
+          for (const item of jobs) {
+            const log = logger.child({
+              jobId: item.id,
+              job: job.name,
+              attempt: item.retryCount + 1,
+            });
+            const data = job.parse(item.data);
+            log.debug('job started');
+            await handler(data, { jobId: item.id, retryCount: item.retryCount });
+          }
+        },
+      );
     },
 
     async offWork(job) {

@@ -17,9 +17,13 @@ async function requeueOrphans(deps: Dependencies): Promise<void> {
   const { database, queue, worker, logger } = deps;
   const orphans = await listOrphanedWork(database.db, worker.staleMs);
   for (const buildId of orphans.buildIds) await queue.send(BUILD_RUN, { buildId });
-  for (const deploymentId of orphans.deploymentIds) await queue.send(DEPLOYMENT_RECONCILE, { deploymentId });
+  for (const deploymentId of orphans.deploymentIds)
+    await queue.send(DEPLOYMENT_RECONCILE, { deploymentId });
   if (orphans.buildIds.length + orphans.deploymentIds.length > 0) {
-    logger.warn({ builds: orphans.buildIds, deployments: orphans.deploymentIds }, 'work of a dead worker re-queued');
+    logger.warn(
+      { builds: orphans.buildIds, deployments: orphans.deploymentIds },
+      'work of a dead worker re-queued',
+    );
   }
   await pruneWorkers(database.db, worker.staleMs * 6);
 }
@@ -51,7 +55,10 @@ function createLeaderDuties(deps: Dependencies, signal: AbortSignal, timed: Time
       if (!isRouterListening) await router.listen();
       isRouterListening = true;
       await queue.work(DEPLOYMENT_RECONCILE, (data) =>
-        timed(DEPLOYMENT_RECONCILE.name, () => reconciler.reconcile(data.deploymentId, signal), { kind: 'deployment', id: data.deploymentId }),
+        timed(DEPLOYMENT_RECONCILE.name, () => reconciler.reconcile(data.deploymentId, signal), {
+          kind: 'deployment',
+          id: data.deploymentId,
+        }),
       );
       await reconciler.restoreLive(signal);
       const rotations = deps.lockbox.runner;
@@ -60,10 +67,15 @@ function createLeaderDuties(deps: Dependencies, signal: AbortSignal, timed: Time
         await rotations.recover(signal);
         await queue.define(SECRET_ROTATE);
         await queue.work(SECRET_ROTATE, (data) =>
-          timed(SECRET_ROTATE.name, () => rotations.run(data.rotationId, signal), { kind: 'rotation', id: data.rotationId }),
+          timed(SECRET_ROTATE.name, () => rotations.run(data.rotationId, signal), {
+            kind: 'rotation',
+            id: data.rotationId,
+          }),
         );
       }
-      sweeper = every(config.process.heartbeatIntervalMs, logger, 'orphan sweep', () => requeueOrphans(deps));
+      sweeper = every(config.process.heartbeatIntervalMs, logger, 'orphan sweep', () =>
+        requeueOrphans(deps),
+      );
     },
     async stop() {
       await sweeper?.stop();
@@ -118,7 +130,11 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
     // Events a job records (secrets delivered to workloads, rotations) reach the audit trail,
     // naming the person who asked for the work.
     const actor = subject === undefined ? undefined : await deps.audit.jobActor(subject);
-    const scope = openAuditScope(deps.audit.recorder, { requestId: null, clientIp: null, userAgent: `switchyard-worker ${job}` }, actor);
+    const scope = openAuditScope(
+      deps.audit.recorder,
+      { requestId: null, clientIp: null, userAgent: `switchyard-worker ${job}` },
+      actor,
+    );
     try {
       await runInAuditScope(scope, work);
       end({ outcome: 'ok' });
@@ -131,7 +147,10 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
   // pg-boss runs one handler at a time per subscription; one subscription per build slot.
   for (let slot = 0; slot < deps.config.builds.concurrency; slot++) {
     await queue.work(BUILD_RUN, (data) =>
-      timed(BUILD_RUN.name, () => domain.builds.run(data, shutdown.signal), { kind: 'build', id: data.buildId }),
+      timed(BUILD_RUN.name, () => domain.builds.run(data, shutdown.signal), {
+        kind: 'build',
+        id: data.buildId,
+      }),
     );
   }
 

@@ -57,7 +57,9 @@ export async function listProjectsForUser(
           .select('pm.user_id')
           .whereRef('pm.project_id', '=', 'projects.id')
           .where('pm.user_id', '=', user.id)
-          .where((inner) => inner.or([inner('pm.expires_at', 'is', null), inner('pm.expires_at', '>', new Date())])),
+          .where((inner) =>
+            inner.or([inner('pm.expires_at', 'is', null), inner('pm.expires_at', '>', new Date())]),
+          ),
       ),
     );
   }
@@ -149,7 +151,12 @@ export async function deleteEnvironment(db: Db, id: string): Promise<void> {
   await db.deleteFrom('environments').where('id', '=', id).execute();
 }
 
-export type MemberWithUser = MemberRow & { email: string; name: string; cursor_at: string; id: string };
+export type MemberWithUser = MemberRow & {
+  email: string;
+  name: string;
+  cursor_at: string;
+  id: string;
+};
 
 export async function listMembers(db: Db, projectId: string, page: PageRequest) {
   let query = db
@@ -166,19 +173,38 @@ export async function listMembers(db: Db, projectId: string, page: PageRequest) 
       'users.name',
       'users.id as id',
     ])
-    .select(sql<string>`to_char(pm.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('cursor_at'))
+    .select(
+      sql<string>`to_char(pm.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as(
+        'cursor_at',
+      ),
+    )
     .where('pm.project_id', '=', projectId);
   if (page.after !== undefined) {
-    query = query.where(sql<boolean>`(pm.created_at, pm.user_id) < (${page.after.at}::timestamptz, ${page.after.id}::uuid)`);
+    query = query.where(
+      sql<boolean>`(pm.created_at, pm.user_id) < (${page.after.at}::timestamptz, ${page.after.id}::uuid)`,
+    );
   }
-  return query.orderBy('pm.created_at', 'desc').orderBy('pm.user_id', 'desc').limit(fetchSize(page)).execute();
+  return query
+    .orderBy('pm.created_at', 'desc')
+    .orderBy('pm.user_id', 'desc')
+    .limit(fetchSize(page))
+    .execute();
 }
 
 export async function findMember(db: Db, projectId: string, userId: string) {
   return db
     .selectFrom('project_members as pm')
     .innerJoin('users', 'users.id', 'pm.user_id')
-    .select(['pm.project_id', 'pm.user_id', 'pm.role', 'pm.environment_id', 'pm.expires_at', 'pm.created_at', 'users.email', 'users.name'])
+    .select([
+      'pm.project_id',
+      'pm.user_id',
+      'pm.role',
+      'pm.environment_id',
+      'pm.expires_at',
+      'pm.created_at',
+      'users.email',
+      'users.name',
+    ])
     .where('pm.project_id', '=', projectId)
     .where('pm.user_id', '=', userId)
     .executeTakeFirst();
@@ -186,7 +212,13 @@ export async function findMember(db: Db, projectId: string, userId: string) {
 
 export async function insertMember(
   db: Db,
-  member: { projectId: string; userId: string; role: Role; environmentId: string | null; expiresAt: Date | null },
+  member: {
+    projectId: string;
+    userId: string;
+    role: Role;
+    environmentId: string | null;
+    expiresAt: Date | null;
+  },
 ): Promise<boolean> {
   const result = await db
     .insertInto('project_members')
@@ -236,7 +268,11 @@ export async function changeMember(
         : (
             await trx
               .updateTable('project_members')
-              .set({ role: change.role, environment_id: change.environmentId, expires_at: change.expiresAt })
+              .set({
+                role: change.role,
+                environment_id: change.environmentId,
+                expires_at: change.expiresAt,
+              })
               .where('project_id', '=', projectId)
               .where('user_id', '=', userId)
               .executeTakeFirst()

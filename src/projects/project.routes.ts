@@ -41,14 +41,24 @@ export function registerProjectRoutes(app: AppInstance, deps: AppDeps): void {
   });
 
   app.patch('/projects/:project', {
-    schema: { tags, params: ProjectParams, body: UpdateProjectBody, response: { 200: Project, ...commonErrors } },
-    handler: async (request) => projects.update(principalOf(request), request.params.project, request.body),
+    schema: {
+      tags,
+      params: ProjectParams,
+      body: UpdateProjectBody,
+      response: { 200: Project, ...commonErrors },
+    },
+    handler: async (request) =>
+      projects.update(principalOf(request), request.params.project, request.body),
   });
 
   app.delete('/projects/:project', {
     schema: { tags, params: ProjectParams, response: { 204: Type.Null(), ...commonErrors } },
     handler: async (request, reply) => {
-      await projects.remove(principalOf(request), request.params.project, deployments.hasActiveWorkloads);
+      await projects.remove(
+        principalOf(request),
+        request.params.project,
+        deployments.hasActiveWorkloads,
+      );
       void reply.status(204);
       return null;
     },
@@ -63,15 +73,33 @@ function registerEnvironmentRoutes(app: AppInstance, deps: AppDeps): void {
   const tags = ['environments'];
 
   app.get('/projects/:project/environments', {
-    schema: { tags, params: ProjectParams, querystring: PageQuery, response: { 200: pageOf(Environment), ...commonErrors } },
+    schema: {
+      tags,
+      params: ProjectParams,
+      querystring: PageQuery,
+      response: { 200: pageOf(Environment), ...commonErrors },
+    },
     handler: async (request) =>
-      projects.listEnvironments(principalOf(request), request.params.project, toPageRequest(request.query)),
+      projects.listEnvironments(
+        principalOf(request),
+        request.params.project,
+        toPageRequest(request.query),
+      ),
   });
 
   app.post('/projects/:project/environments', {
-    schema: { tags, params: ProjectParams, body: CreateEnvironmentBody, response: { 201: Environment, ...commonErrors } },
+    schema: {
+      tags,
+      params: ProjectParams,
+      body: CreateEnvironmentBody,
+      response: { 201: Environment, ...commonErrors },
+    },
     handler: async (request, reply) => {
-      const environment = await projects.createEnvironment(principalOf(request), request.params.project, request.body.name);
+      const environment = await projects.createEnvironment(
+        principalOf(request),
+        request.params.project,
+        request.body.name,
+      );
       void reply.status(201);
       return environment;
     },
@@ -84,15 +112,29 @@ function registerEnvironmentRoutes(app: AppInstance, deps: AppDeps): void {
   });
 
   app.patch('/projects/:project/environments/:env', {
-    schema: { tags, params: EnvironmentParams, body: UpdateEnvironmentBody, response: { 200: Environment, ...commonErrors } },
+    schema: {
+      tags,
+      params: EnvironmentParams,
+      body: UpdateEnvironmentBody,
+      response: { 200: Environment, ...commonErrors },
+    },
     handler: async (request) =>
-      projects.renameEnvironment(principalOf(request), request.params.project, request.params.env, request.body.name),
+      projects.renameEnvironment(
+        principalOf(request),
+        request.params.project,
+        request.params.env,
+        request.body.name,
+      ),
   });
 
   app.delete('/projects/:project/environments/:env', {
     schema: { tags, params: EnvironmentParams, response: { 204: Type.Null(), ...commonErrors } },
     handler: async (request, reply) => {
-      await projects.deleteEnvironment(principalOf(request), request.params.project, request.params.env);
+      await projects.deleteEnvironment(
+        principalOf(request),
+        request.params.project,
+        request.params.env,
+      );
       void reply.status(204);
       return null;
     },
@@ -104,30 +146,62 @@ function registerMemberRoutes(app: AppInstance, deps: AppDeps): void {
   const tags = ['members'];
 
   app.get('/projects/:project/members', {
-    schema: { tags, params: ProjectParams, querystring: PageQuery, response: { 200: pageOf(Member), ...commonErrors } },
+    schema: {
+      tags,
+      params: ProjectParams,
+      querystring: PageQuery,
+      response: { 200: pageOf(Member), ...commonErrors },
+    },
     handler: async (request) =>
-      projects.listMembers(principalOf(request), request.params.project, toPageRequest(request.query)),
+      projects.listMembers(
+        principalOf(request),
+        request.params.project,
+        toPageRequest(request.query),
+      ),
   });
 
   app.post('/projects/:project/members', {
-    schema: { tags, params: ProjectParams, body: AddMemberBody, response: { 201: Member, ...commonErrors } },
+    schema: {
+      tags,
+      params: ProjectParams,
+      body: AddMemberBody,
+      response: { 201: Member, ...commonErrors },
+    },
     handler: async (request, reply) => {
-      const member = await projects.addMember(principalOf(request), request.params.project, request.body);
+      const member = await projects.addMember(
+        principalOf(request),
+        request.params.project,
+        request.body,
+      );
       void reply.status(201);
       return member;
     },
   });
 
   app.patch('/projects/:project/members/:userId', {
-    schema: { tags, params: MemberParams, body: UpdateMemberBody, response: { 200: Member, ...commonErrors } },
+    schema: {
+      tags,
+      params: MemberParams,
+      body: UpdateMemberBody,
+      response: { 200: Member, ...commonErrors },
+    },
     handler: async (request) =>
-      projects.updateMember(principalOf(request), request.params.project, request.params.userId, request.body),
+      projects.updateMember(
+        principalOf(request),
+        request.params.project,
+        request.params.userId,
+        request.body,
+      ),
   });
 
   app.delete('/projects/:project/members/:userId', {
     schema: { tags, params: MemberParams, response: { 204: Type.Null(), ...commonErrors } },
     handler: async (request, reply) => {
-      await projects.removeMember(principalOf(request), request.params.project, request.params.userId);
+      await projects.removeMember(
+        principalOf(request),
+        request.params.project,
+        request.params.userId,
+      );
       void reply.status(204);
       return null;
     },

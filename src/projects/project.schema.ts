@@ -54,7 +54,10 @@ export const CreateEnvironmentBody = Type.Object(
 );
 export const UpdateEnvironmentBody = CreateEnvironmentBody;
 export const EnvironmentParams = Type.Object(
-  { project: Type.String({ minLength: 1, maxLength: 63 }), env: Type.String({ minLength: 1, maxLength: 63 }) },
+  {
+    project: Type.String({ minLength: 1, maxLength: 63 }),
+    env: Type.String({ minLength: 1, maxLength: 63 }),
+  },
   { additionalProperties: false },
 );
 

@@ -28,7 +28,15 @@ export async function findReleaseAccess(
     .where('releases.id', '=', releaseId)
     .executeTakeFirst();
   if (row === undefined) return undefined;
-  const { project_id, project_slug, project_status, role, environment_id, member_expires_at, ...release } = row;
+  const {
+    project_id,
+    project_slug,
+    project_status,
+    role,
+    environment_id,
+    member_expires_at,
+    ...release
+  } = row;
   return {
     release,
     access: {
@@ -46,7 +54,10 @@ export async function getReleaseById(db: Db, id: string): Promise<ReleaseRow | u
   return db.selectFrom('releases').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-export async function findLatestRelease(db: Db, serviceId: string): Promise<ReleaseRow | undefined> {
+export async function findLatestRelease(
+  db: Db,
+  serviceId: string,
+): Promise<ReleaseRow | undefined> {
   return db
     .selectFrom('releases')
     .selectAll()

@@ -9,8 +9,14 @@ export function registerReleaseRoutes(app: AppInstance, deps: AppDeps): void {
   const tags = ['releases'];
 
   app.get('/services/:id/releases', {
-    schema: { tags, params: IdParams, querystring: PageQuery, response: { 200: pageOf(ReleaseSchema), ...commonErrors } },
-    handler: async (request) => releases.list(principalOf(request), request.params.id, toPageRequest(request.query)),
+    schema: {
+      tags,
+      params: IdParams,
+      querystring: PageQuery,
+      response: { 200: pageOf(ReleaseSchema), ...commonErrors },
+    },
+    handler: async (request) =>
+      releases.list(principalOf(request), request.params.id, toPageRequest(request.query)),
   });
 
   app.get('/releases/:id', {

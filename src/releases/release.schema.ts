@@ -11,7 +11,9 @@ export const ReleaseSchema = Type.Object({
   digest: Type.String(),
   kind: Type.String(),
   startCommand: Type.Object({ command: Type.String(), args: Type.Array(Type.String()) }),
-  configKeys: Type.Array(Type.String(), { description: 'names of the configuration variables the release runs with' }),
+  configKeys: Type.Array(Type.String(), {
+    description: 'names of the configuration variables the release runs with',
+  }),
   createdAt: Timestamp,
 });
 

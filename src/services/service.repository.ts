@@ -48,7 +48,14 @@ export async function getServiceById(db: Db, id: string): Promise<ServiceRow | u
 
 export async function insertService(
   db: Db,
-  service: { projectId: string; name: string; gitUrl: string; branch: string; build: BuildSettings; runtime: RuntimeSettings },
+  service: {
+    projectId: string;
+    name: string;
+    gitUrl: string;
+    branch: string;
+    build: BuildSettings;
+    runtime: RuntimeSettings;
+  },
 ): Promise<ServiceRow | undefined> {
   return db
     .insertInto('services')
@@ -111,7 +118,11 @@ export async function listVariables(
 }
 
 /** Replaces the whole set of variables atomically. */
-export async function replaceVariables(db: Db, serviceId: string, variables: Array<[string, string]>): Promise<void> {
+export async function replaceVariables(
+  db: Db,
+  serviceId: string,
+  variables: Array<[string, string]>,
+): Promise<void> {
   await joinTransaction(db, async (trx) => {
     await trx.deleteFrom('service_variables').where('service_id', '=', serviceId).execute();
     if (variables.length === 0) return;
@@ -123,13 +134,19 @@ export async function replaceVariables(db: Db, serviceId: string, variables: Arr
 }
 
 /** Adds or overwrites the given variables, leaving others alone. */
-export async function mergeVariables(db: Db, serviceId: string, variables: Array<[string, string]>): Promise<void> {
+export async function mergeVariables(
+  db: Db,
+  serviceId: string,
+  variables: Array<[string, string]>,
+): Promise<void> {
   if (variables.length === 0) return;
   await db
     .insertInto('service_variables')
     .values(variables.map(([name, value]) => ({ service_id: serviceId, name, value })))
     .onConflict((oc) =>
-      oc.columns(['service_id', 'name']).doUpdateSet((eb) => ({ value: eb.ref('excluded.value'), updated_at: sql`now()` })),
+      oc
+        .columns(['service_id', 'name'])
+        .doUpdateSet((eb) => ({ value: eb.ref('excluded.value'), updated_at: sql`now()` })),
     )
     .execute();
 }

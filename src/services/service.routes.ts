@@ -3,24 +3,45 @@ import type { AppDeps, AppInstance } from '../platform/app.js';
 import { principalOf } from '../platform/http/authenticate.js';
 import { PageQuery, pageOf, toPageRequest } from '../platform/http/pagination.js';
 import { commonErrors, IdParams, ProjectParams } from '../platform/http/schemas.js';
-import { CreateServiceBody, PutVariablesBody, ServiceSchema, UpdateServiceBody, Variables } from './service.schema.js';
+import {
+  CreateServiceBody,
+  PutVariablesBody,
+  ServiceSchema,
+  UpdateServiceBody,
+  Variables,
+} from './service.schema.js';
 
 export function registerServiceRoutes(app: AppInstance, deps: AppDeps): void {
   const { services, deployments } = deps.domain;
   const tags = ['services'];
 
   app.post('/projects/:project/services', {
-    schema: { tags, params: ProjectParams, body: CreateServiceBody, response: { 201: ServiceSchema, ...commonErrors } },
+    schema: {
+      tags,
+      params: ProjectParams,
+      body: CreateServiceBody,
+      response: { 201: ServiceSchema, ...commonErrors },
+    },
     handler: async (request, reply) => {
-      const service = await services.create(principalOf(request), request.params.project, request.body);
+      const service = await services.create(
+        principalOf(request),
+        request.params.project,
+        request.body,
+      );
       void reply.status(201);
       return service;
     },
   });
 
   app.get('/projects/:project/services', {
-    schema: { tags, params: ProjectParams, querystring: PageQuery, response: { 200: pageOf(ServiceSchema), ...commonErrors } },
-    handler: async (request) => services.list(principalOf(request), request.params.project, toPageRequest(request.query)),
+    schema: {
+      tags,
+      params: ProjectParams,
+      querystring: PageQuery,
+      response: { 200: pageOf(ServiceSchema), ...commonErrors },
+    },
+    handler: async (request) =>
+      services.list(principalOf(request), request.params.project, toPageRequest(request.query)),
   });
 
   app.get('/services/:id', {
@@ -29,8 +50,14 @@ export function registerServiceRoutes(app: AppInstance, deps: AppDeps): void {
   });
 
   app.patch('/services/:id', {
-    schema: { tags, params: IdParams, body: UpdateServiceBody, response: { 200: ServiceSchema, ...commonErrors } },
-    handler: async (request) => services.update(principalOf(request), request.params.id, request.body),
+    schema: {
+      tags,
+      params: IdParams,
+      body: UpdateServiceBody,
+      response: { 200: ServiceSchema, ...commonErrors },
+    },
+    handler: async (request) =>
+      services.update(principalOf(request), request.params.id, request.body),
   });
 
   app.delete('/services/:id', {
@@ -43,23 +70,35 @@ export function registerServiceRoutes(app: AppInstance, deps: AppDeps): void {
   });
 
   app.get('/services/:id/env', {
-    schema: { tags: ['variables'], params: IdParams, response: { 200: Variables, ...commonErrors } },
+    schema: {
+      tags: ['variables'],
+      params: IdParams,
+      response: { 200: Variables, ...commonErrors },
+    },
     handler: async (request) => services.getVariables(principalOf(request), request.params.id),
   });
 
   app.put('/services/:id/env', {
-    schema: { tags: ['variables'], params: IdParams, body: PutVariablesBody, response: { 200: Variables, ...commonErrors } },
-    handler: async (request) => services.putVariables(principalOf(request), request.params.id, request.body.variables),
+    schema: {
+      tags: ['variables'],
+      params: IdParams,
+      body: PutVariablesBody,
+      response: { 200: Variables, ...commonErrors },
+    },
+    handler: async (request) =>
+      services.putVariables(principalOf(request), request.params.id, request.body.variables),
   });
 
   app.post('/services/:id/env/import', {
     schema: {
       tags: ['variables'],
-      description: 'Merges a .env file (text/plain body) into the variables. Grammar: docs/dotenv.md.',
+      description:
+        'Merges a .env file (text/plain body) into the variables. Grammar: docs/dotenv.md.',
       params: IdParams,
       body: Type.String({ maxLength: 1_048_576 }),
       response: { 200: Variables, ...commonErrors },
     },
-    handler: async (request) => services.importVariables(principalOf(request), request.params.id, request.body),
+    handler: async (request) =>
+      services.importVariables(principalOf(request), request.params.id, request.body),
   });
 }

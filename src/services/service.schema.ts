@@ -2,7 +2,11 @@ import { Type, type Static } from '@sinclair/typebox';
 import { LABEL_PATTERN, Nullable, Timestamp, Uuid } from '../platform/http/schemas.js';
 import type { ServiceRow } from '../platform/db/schema.js';
 
-const StartCommand = Type.String({ minLength: 1, maxLength: 2000, description: 'a shell line, as in a Procfile' });
+const StartCommand = Type.String({
+  minLength: 1,
+  maxLength: 2000,
+  description: 'a shell line, as in a Procfile',
+});
 
 export const BuildSettingsSchema = Type.Object(
   { startCommand: Type.Optional(StartCommand) },
@@ -38,7 +42,11 @@ export const ServiceSchema = Type.Object({
   updatedAt: Timestamp,
 });
 
-const GitRef = Type.String({ minLength: 1, maxLength: 255, pattern: '^[A-Za-z0-9._/][A-Za-z0-9._/+@-]*$' });
+const GitRef = Type.String({
+  minLength: 1,
+  maxLength: 255,
+  pattern: '^[A-Za-z0-9._/][A-Za-z0-9._/+@-]*$',
+});
 
 export const CreateServiceBody = Type.Object(
   {
@@ -69,7 +77,11 @@ export const Variables = Type.Object({
 });
 
 export const PutVariablesBody = Type.Object(
-  { variables: Type.Record(Type.String({ maxLength: 255 }), Type.String({ maxLength: 65536 }), { maxProperties: 500 }) },
+  {
+    variables: Type.Record(Type.String({ maxLength: 255 }), Type.String({ maxLength: 65536 }), {
+      maxProperties: 500,
+    }),
+  },
   { additionalProperties: false },
 );
 

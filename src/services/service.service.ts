@@ -14,7 +14,11 @@ import { checkGitUrl, type Resolver, type UrlPolicy } from '../platform/url-guar
 import type { ProjectService } from '../projects/project.service.js';
 import { parseDotenv, validateEnvName } from './dotenv.js';
 import * as repo from './service.repository.js';
-import { toServiceResponse, type CreateServiceBody, type UpdateServiceBody } from './service.schema.js';
+import {
+  toServiceResponse,
+  type CreateServiceBody,
+  type UpdateServiceBody,
+} from './service.schema.js';
 
 const SERVICE_NOT_FOUND = { code: 'SERVICE_NOT_FOUND', message: 'Service not found' } as const;
 // Set by the platform for every instance; a configuration variable must not shadow them.
@@ -34,7 +38,14 @@ export function createServiceService(deps: {
   const { db, logger, projects } = deps;
 
   /** Records a change to a service (or its variables) in `trx`, with the change. */
-  async function recordChange(trx: Trx, principal: Principal, grant: ProjectGrant, action: string, service: ServiceRow, diff: FieldDiff) {
+  async function recordChange(
+    trx: Trx,
+    principal: Principal,
+    grant: ProjectGrant,
+    action: string,
+    service: ServiceRow,
+    diff: FieldDiff,
+  ) {
     await deps.audit.recordIn(trx, {
       action,
       resource: { type: 'service', id: service.id, name: service.name },
@@ -44,13 +55,23 @@ export function createServiceService(deps: {
     });
   }
 
-  const serviceFields = (row: ServiceRow) => ({ name: row.name, gitUrl: row.git_url, branch: row.branch, build: row.build, runtime: row.runtime });
+  const serviceFields = (row: ServiceRow) => ({
+    name: row.name,
+    gitUrl: row.git_url,
+    branch: row.branch,
+    build: row.build,
+    runtime: row.runtime,
+  });
   // Configuration values may hold credentials whatever their names: a diff names the variables that changed, never their values.
   const variableDiff = (before: Record<string, string>, after: Record<string, string>) =>
     diffFields({ variables: before }, { variables: after }, { secretFields: ['variables'] });
 
   /** Loads a service the caller may `permission` on; unknown and foreign ids look alike. */
-  async function access(principal: Principal, serviceId: string, permission: Permission): Promise<{ service: ServiceRow; grant: ProjectGrant }> {
+  async function access(
+    principal: Principal,
+    serviceId: string,
+    permission: Permission,
+  ): Promise<{ service: ServiceRow; grant: ProjectGrant }> {
     const found = await repo.findServiceAccess(db, serviceId, principal.userId);
     const grant = authorize(principal, found?.access, permission, SERVICE_NOT_FOUND);
     if (found === undefined) throw new AppError('SERVICE_NOT_FOUND', SERVICE_NOT_FOUND.message);
@@ -59,23 +80,40 @@ export function createServiceService(deps: {
 
   function checkVariables(entries: Array<[string, string]>): void {
     if (entries.length > MAX_VARIABLES) {
-      throw new AppError('ENV_VAR_INVALID', `A service may have at most ${MAX_VARIABLES} variables`);
+      throw new AppError(
+        'ENV_VAR_INVALID',
+        `A service may have at most ${MAX_VARIABLES} variables`,
+      );
     }
     for (const [name, value] of entries) {
       validateEnvName(name);
       if (RESERVED_VARIABLES.has(name)) {
-        throw new AppError('ENV_VAR_INVALID', `Variable "${name}" is set by the platform and cannot be overridden`, { details: { name } });
+        throw new AppError(
+          'ENV_VAR_INVALID',
+          `Variable "${name}" is set by the platform and cannot be overridden`,
+          { details: { name } },
+        );
       }
       if (value.includes('\0')) {
-        throw new AppError('ENV_VAR_INVALID', `Variable "${name}" contains a NUL byte, which no process environment can hold`, { details: { name } });
+        throw new AppError(
+          'ENV_VAR_INVALID',
+          `Variable "${name}" contains a NUL byte, which no process environment can hold`,
+          { details: { name } },
+        );
       }
     }
   }
 
   async function getVariables(serviceId: string) {
     const rows = await repo.listVariables(db, serviceId);
-    const latest = rows.reduce<Date | null>((max, row) => (max === null || row.updated_at > max ? row.updated_at : max), null);
-    return { variables: Object.fromEntries(rows.map((row) => [row.name, row.value])), updatedAt: latest?.toISOString() ?? null };
+    const latest = rows.reduce<Date | null>(
+      (max, row) => (max === null || row.updated_at > max ? row.updated_at : max),
+      null,
+    );
+    return {
+      variables: Object.fromEntries(rows.map((row) => [row.name, row.value])),
+      updatedAt: latest?.toISOString() ?? null,
+    };
   }
 
   return {
@@ -93,10 +131,22 @@ export function createServiceService(deps: {
           build: input.build ?? {},
           runtime: { ...DEFAULT_RUNTIME, ...input.runtime },
         });
-        if (created !== undefined) await recordChange(trx, principal, grant, 'service.create', created, diffFields(null, serviceFields(created)));
+        if (created !== undefined)
+          await recordChange(
+            trx,
+            principal,
+            grant,
+            'service.create',
+            created,
+            diffFields(null, serviceFields(created)),
+          );
         return created;
       });
-      if (row === undefined) throw new AppError('SERVICE_NAME_TAKEN', `The project already has a service named "${input.name}"`);
+      if (row === undefined)
+        throw new AppError(
+          'SERVICE_NAME_TAKEN',
+          `The project already has a service named "${input.name}"`,
+        );
       logger.info({ serviceId: row.id, projectId: grant.projectId }, 'service created');
       return toServiceResponse(row);
     },
@@ -114,15 +164,28 @@ export function createServiceService(deps: {
 
     async update(principal: Principal, serviceId: string, input: UpdateServiceBody) {
       const { service, grant } = await access(principal, serviceId, 'service.write');
-      const gitUrl = input.gitUrl === undefined ? undefined : (await checkGitUrl(input.gitUrl, deps.gitPolicy, deps.resolver)).url;
+      const gitUrl =
+        input.gitUrl === undefined
+          ? undefined
+          : (await checkGitUrl(input.gitUrl, deps.gitPolicy, deps.resolver)).url;
       const row = await inTransaction(db, async (trx) => {
         const updated = await repo.updateService(trx, service.id, {
           ...(gitUrl === undefined ? {} : { gitUrl }),
           ...(input.branch === undefined ? {} : { branch: input.branch }),
           ...(input.build === undefined ? {} : { build: input.build }),
-          ...(input.runtime === undefined ? {} : { runtime: { ...service.runtime, ...input.runtime } }),
+          ...(input.runtime === undefined
+            ? {}
+            : { runtime: { ...service.runtime, ...input.runtime } }),
         });
-        if (updated !== undefined) await recordChange(trx, principal, grant, 'service.update', updated, diffFields(serviceFields(service), serviceFields(updated)));
+        if (updated !== undefined)
+          await recordChange(
+            trx,
+            principal,
+            grant,
+            'service.update',
+            updated,
+            diffFields(serviceFields(service), serviceFields(updated)),
+          );
         return updated;
       });
       if (row === undefined) throw new AppError('SERVICE_NOT_FOUND', SERVICE_NOT_FOUND.message);
@@ -130,7 +193,11 @@ export function createServiceService(deps: {
       return toServiceResponse(row);
     },
 
-    async remove(principal: Principal, serviceId: string, stopWorkloads: (serviceId: string) => Promise<void>) {
+    async remove(
+      principal: Principal,
+      serviceId: string,
+      stopWorkloads: (serviceId: string) => Promise<void>,
+    ) {
       const { service, grant } = await access(principal, serviceId, 'service.delete');
       await stopWorkloads(service.id);
       await inTransaction(db, async (trx) => {
@@ -152,7 +219,14 @@ export function createServiceService(deps: {
       const before = (await getVariables(service.id)).variables;
       await inTransaction(db, async (trx) => {
         await repo.replaceVariables(trx, service.id, entries);
-        await recordChange(trx, principal, grant, 'service.variables.replace', service, variableDiff(before, variables));
+        await recordChange(
+          trx,
+          principal,
+          grant,
+          'service.variables.replace',
+          service,
+          variableDiff(before, variables),
+        );
       });
       logger.info({ serviceId: service.id, count: entries.length }, 'variables replaced');
       return getVariables(service.id);
@@ -166,7 +240,14 @@ export function createServiceService(deps: {
       const before = (await getVariables(service.id)).variables;
       await inTransaction(db, async (trx) => {
         await repo.mergeVariables(trx, service.id, entries);
-        await recordChange(trx, principal, grant, 'service.variables.import', service, variableDiff(before, { ...before, ...Object.fromEntries(entries) }));
+        await recordChange(
+          trx,
+          principal,
+          grant,
+          'service.variables.import',
+          service,
+          variableDiff(before, { ...before, ...Object.fromEntries(entries) }),
+        );
       });
       logger.info({ serviceId: service.id, count: entries.length }, 'variables imported');
       return getVariables(service.id);

@@ -20,7 +20,12 @@ for (const backend of testBackends()) {
       ['a boolean', true],
     ] as const) {
       it(`refuses ${label} where a string belongs with 400 VALIDATION_FAILED naming the field`, async () => {
-        const response = await t.app.inject({ method: 'POST', url: '/v1/projects', headers, payload: { name } });
+        const response = await t.app.inject({
+          method: 'POST',
+          url: '/v1/projects',
+          headers,
+          payload: { name },
+        });
         assert.equal(response.statusCode, 400, response.body);
         assert.equal(response.json().error.code, 'VALIDATION_FAILED');
         assert.match(JSON.stringify(response.json().error.details), /name/);

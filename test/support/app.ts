@@ -26,7 +26,10 @@ export const fakeResolver: Resolver = async (host) => {
  * The API on a fresh throwaway database of the given backend, with workloads off (role
  * `api`) unless `env` says otherwise. Requests go through `app.inject`.
  */
-export async function createTestApp(backend: Backend, env: Record<string, string> = {}): Promise<TestApp> {
+export async function createTestApp(
+  backend: Backend,
+  env: Record<string, string> = {},
+): Promise<TestApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'switchyard-app-'));
   const testDb: TestDatabase = await createTestDatabase(backend);
   const config = loadConfig({
@@ -40,7 +43,10 @@ export async function createTestApp(backend: Backend, env: Record<string, string
     ...env,
   });
   const logger = pino({ level: env['LOG_LEVEL'] ?? 'silent' });
-  const deps = await createDependencies(config, logger, { database: testDb.database, resolver: fakeResolver });
+  const deps = await createDependencies(config, logger, {
+    database: testDb.database,
+    resolver: fakeResolver,
+  });
   const app = await buildApp(deps);
   await app.ready();
   return {
@@ -63,9 +69,17 @@ export async function signUp(app: AppInstance, overrides: { email?: string; name
   counter += 1;
   const email = overrides.email ?? `user${counter}-${Date.now()}@example.com`;
   const password = 'correct horse battery staple';
-  const registered = await app.inject({ method: 'POST', url: '/v1/auth/register', payload: { email, password, name: overrides.name ?? `User ${counter}` } });
+  const registered = await app.inject({
+    method: 'POST',
+    url: '/v1/auth/register',
+    payload: { email, password, name: overrides.name ?? `User ${counter}` },
+  });
   if (registered.statusCode !== 201) throw new Error(`register failed: ${registered.body}`);
-  const login = await app.inject({ method: 'POST', url: '/v1/auth/login', payload: { email, password } });
+  const login = await app.inject({
+    method: 'POST',
+    url: '/v1/auth/login',
+    payload: { email, password },
+  });
   if (login.statusCode !== 200) throw new Error(`login failed: ${login.body}`);
   const tokens = login.json<{ accessToken: string; refreshToken: string }>();
   return {

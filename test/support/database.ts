@@ -18,11 +18,16 @@ const silent = pino({ level: 'silent' });
 export function testBackends(): Backend[] {
   const raw = process.env['SWITCHYARD_TEST_BACKENDS'];
   if (raw === undefined || raw === '') return ['pglite', 'postgres'];
-  return raw.split(',').map((name) => name.trim()).filter((name): name is Backend => name === 'pglite' || name === 'postgres');
+  return raw
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name): name is Backend => name === 'pglite' || name === 'postgres');
 }
 
 export function adminDatabaseUrl(): string {
-  return process.env['SWITCHYARD_TEST_DATABASE_URL'] || 'postgres://postgres@127.0.0.1:5432/postgres';
+  return (
+    process.env['SWITCHYARD_TEST_DATABASE_URL'] || 'postgres://postgres@127.0.0.1:5432/postgres'
+  );
 }
 
 export interface TestDatabase {
@@ -65,7 +70,11 @@ export async function createTestDatabase(backend: Backend): Promise<TestDatabase
   await admin.end();
   const url = new URL(adminDatabaseUrl());
   url.pathname = `/${name}`;
-  const config = loadConfig({ DATABASE_URL: url.toString(), SWITCHYARD_JWT_PRIVATE_KEY_PATH: '/dev/null', DATABASE_POOL_MAX: '5' });
+  const config = loadConfig({
+    DATABASE_URL: url.toString(),
+    SWITCHYARD_JWT_PRIVATE_KEY_PATH: '/dev/null',
+    DATABASE_POOL_MAX: '5',
+  });
   const database = await openDatabase(config, silent);
   await migrate(database, silent);
   return {

@@ -61,7 +61,11 @@ export async function migrate(database: Database, logger: Logger): Promise<numbe
         const started = Date.now();
         await applyOne(connection, migration);
         logger.info(
-          { version: migration.version, migration: migration.name, durationMs: Date.now() - started },
+          {
+            version: migration.version,
+            migration: migration.name,
+            durationMs: Date.now() - started,
+          },
           'migration applied',
         );
         done.push(migration.version);

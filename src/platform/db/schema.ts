@@ -8,12 +8,7 @@ type Json<T> = ColumnType<T, string, string>;
 export type Role = 'owner' | 'admin' | 'developer' | 'readonly';
 export type BuildStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export type DeploymentStatus =
-  | 'pending'
-  | 'in_progress'
-  | 'live'
-  | 'failed'
-  | 'superseded'
-  | 'cancelled';
+  'pending' | 'in_progress' | 'live' | 'failed' | 'superseded' | 'cancelled';
 export type DeploymentKind = 'deploy' | 'rollback' | 'restart';
 export type ArtifactKind = 'node' | 'procfile' | 'static';
 

@@ -21,7 +21,8 @@ const COMMON: AjvOptions = {
 export function createValidatorCompiler(): FastifySchemaCompiler<unknown> {
   const coercing = addFormats(new Ajv({ ...COMMON, coerceTypes: 'array' }));
   const strict = addFormats(new Ajv({ ...COMMON, coerceTypes: false }));
-  return ({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema as object);
+  return ({ schema, httpPart }) =>
+    (httpPart === 'body' ? strict : coercing).compile(schema as object);
 }
 
 type SerializerFactory = ReturnType<typeof SerializerSelector>;

@@ -6,7 +6,9 @@ import { markDeprecated } from './deprecation.js';
 
 async function appWithGroups() {
   const app = Fastify();
-  await app.register(swagger, { openapi: { openapi: '3.1.0', info: { title: 't', version: '1' } } });
+  await app.register(swagger, {
+    openapi: { openapi: '3.1.0', info: { title: 't', version: '1' } },
+  });
   await app.register(
     async (old) => {
       markDeprecated(old, {
@@ -19,7 +21,9 @@ async function appWithGroups() {
     },
     { prefix: '/v1' },
   );
-  await app.register(async (current) => current.get('/widgets', async () => ({ ok: true })), { prefix: '/v2' });
+  await app.register(async (current) => current.get('/widgets', async () => ({ ok: true })), {
+    prefix: '/v2',
+  });
   await app.ready();
   return app;
 }
@@ -55,6 +59,8 @@ describe('deprecated route groups', () => {
 
   it('refuses a sunset before the deprecation starts', () => {
     const app = Fastify();
-    assert.throws(() => markDeprecated(app, { since: new Date('2027-01-01'), sunset: new Date('2026-01-01') }));
+    assert.throws(() =>
+      markDeprecated(app, { since: new Date('2027-01-01'), sunset: new Date('2026-01-01') }),
+    );
   });
 });

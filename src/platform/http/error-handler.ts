@@ -64,16 +64,20 @@ export function toAppError(error: unknown): AppError | undefined {
   if (error instanceof AppError) return error;
   const fastifyError = error as Partial<FastifyError>;
   if (fastifyError.validation !== undefined) {
-    return new AppError('VALIDATION_FAILED', `Request ${fastifyError.validationContext ?? 'input'} is invalid: ${fastifyError.message ?? ''}`, {
-      details: fastifyError.validation.map((issue) => ({
-        in: fastifyError.validationContext,
-        path: issue.instancePath === '' ? '/' : issue.instancePath,
-        message: issue.message,
-        ...(issue.keyword === 'additionalProperties'
-          ? { field: (issue.params as { additionalProperty?: string }).additionalProperty }
-          : {}),
-      })),
-    });
+    return new AppError(
+      'VALIDATION_FAILED',
+      `Request ${fastifyError.validationContext ?? 'input'} is invalid: ${fastifyError.message ?? ''}`,
+      {
+        details: fastifyError.validation.map((issue) => ({
+          in: fastifyError.validationContext,
+          path: issue.instancePath === '' ? '/' : issue.instancePath,
+          message: issue.message,
+          ...(issue.keyword === 'additionalProperties'
+            ? { field: (issue.params as { additionalProperty?: string }).additionalProperty }
+            : {}),
+        })),
+      },
+    );
   }
   const mapped = fastifyError.code === undefined ? undefined : FASTIFY_CODES[fastifyError.code];
   if (mapped !== undefined) return new AppError(mapped, fastifyError.message ?? mapped);
@@ -81,7 +85,10 @@ export function toAppError(error: unknown): AppError | undefined {
     return new AppError('INVALID_JSON', 'The body is not valid JSON');
   }
   if (isUnstorableValue(error)) {
-    return new AppError('VALIDATION_FAILED', 'The request contains a value that cannot be stored: a NUL character or a date out of range');
+    return new AppError(
+      'VALIDATION_FAILED',
+      'The request contains a value that cannot be stored: a NUL character or a date out of range',
+    );
   }
   if (isDependencyFailure(error)) {
     return new AppError('DEPENDENCY_UNAVAILABLE', 'A dependency is unavailable; retry shortly', {
@@ -118,7 +125,11 @@ export function installErrorHandling(app: FastifyInstance): void {
   });
 
   app.setNotFoundHandler((request, reply) => {
-    sendError(reply, request, new AppError('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}`));
+    sendError(
+      reply,
+      request,
+      new AppError('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}`),
+    );
   });
 }
 
@@ -127,7 +138,11 @@ export function installErrorHandling(app: FastifyInstance): void {
  * percent-encoding, a path segment over maxParamLength), which skip the error handler and the
  * onRequest hooks.
  */
-export function handleFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+export function handleFrameworkError(
+  error: FastifyError,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): void {
   void reply.header('x-request-id', request.id);
   const appError = toAppError(error) ?? new AppError('INTERNAL', 'An internal error occurred');
   request.log.info({ code: appError.code, status: appError.status }, 'request failed');

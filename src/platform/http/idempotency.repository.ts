@@ -48,11 +48,18 @@ export async function completeIdempotencyKey(
 }
 
 export async function releaseIdempotencyKey(db: Db, userId: string, key: string): Promise<void> {
-  await db.deleteFrom('idempotency_keys').where('user_id', '=', userId).where('key', '=', key).execute();
+  await db
+    .deleteFrom('idempotency_keys')
+    .where('user_id', '=', userId)
+    .where('key', '=', key)
+    .execute();
 }
 
 /** Forgets keys older than the retention window. */
 export async function purgeIdempotencyKeys(db: Db, olderThan: Date): Promise<number> {
-  const result = await db.deleteFrom('idempotency_keys').where('created_at', '<', olderThan).executeTakeFirst();
+  const result = await db
+    .deleteFrom('idempotency_keys')
+    .where('created_at', '<', olderThan)
+    .executeTakeFirst();
   return Number(result.numDeletedRows);
 }

@@ -21,9 +21,12 @@ export async function idempotent<T>(
 ): Promise<T> {
   const header = request.headers['idempotency-key'];
   if (header === undefined) return work();
-  const key = Array.isArray(header) ? header[0] ?? '' : header;
+  const key = Array.isArray(header) ? (header[0] ?? '') : header;
   if (!KEY_PATTERN.test(key)) {
-    throw new AppError('VALIDATION_FAILED', 'Idempotency-Key must be 1-255 visible ASCII characters');
+    throw new AppError(
+      'VALIDATION_FAILED',
+      'Idempotency-Key must be 1-255 visible ASCII characters',
+    );
   }
   const requestHash = createHash('sha256')
     .update(`${request.method}\0${request.url}\0${JSON.stringify(request.body ?? null)}`)
@@ -32,11 +35,18 @@ export async function idempotent<T>(
   const claim = await repo.claimIdempotencyKey(db, userId, key, requestHash);
   switch (claim.state) {
     case 'mismatch':
-      throw new AppError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used with a different request');
+      throw new AppError(
+        'IDEMPOTENCY_KEY_REUSED',
+        'This Idempotency-Key was used with a different request',
+      );
     case 'in_progress':
-      throw new AppError('IDEMPOTENCY_IN_PROGRESS', 'A request with this Idempotency-Key is still running', {
-        headers: { 'retry-after': '1' },
-      });
+      throw new AppError(
+        'IDEMPOTENCY_IN_PROGRESS',
+        'A request with this Idempotency-Key is still running',
+        {
+          headers: { 'retry-after': '1' },
+        },
+      );
     case 'done':
       void reply.header('idempotent-replayed', 'true');
       void reply.status(claim.statusCode);
