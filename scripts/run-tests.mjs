@@ -14,10 +14,14 @@ function find(dir, out) {
   return out;
 }
 
-const filters = process.argv.slice(2);
+// Arguments are path fragments: plain ones select files, ones starting with ! leave files out.
+const args = process.argv.slice(2);
+const filters = args.filter((x) => !x.startsWith('!'));
+const exclusions = args.filter((x) => x.startsWith('!')).map((x) => x.slice(1));
 const roots = ['src', 'test'];
 let files = roots.flatMap((root) => find(root, []));
 if (filters.length > 0) files = files.filter((f) => filters.some((x) => f.includes(x)));
+files = files.filter((f) => !exclusions.some((x) => f.includes(x)));
 files.sort();
 if (files.length === 0) {
   console.error('no test files matched');
