@@ -1,3 +1,4 @@
+import { ConfigError } from '../platform/config.js';
 import { serve } from './serve.js';
 import { migrateCommand } from './migrate.js';
 import { rewrapCommand } from './secrets-rewrap.js';
@@ -21,5 +22,6 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((error: unknown) => {
   process.stderr.write(`switchyard: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exitCode = 1;
+  // A configuration problem (migrate, secrets rewrap) exits 10, as serve's do.
+  process.exitCode = error instanceof ConfigError ? 10 : 1;
 });

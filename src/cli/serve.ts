@@ -4,6 +4,10 @@ import { createLogger } from '../platform/logger.js';
 import { createDependencies, type Dependencies } from '../platform/dependencies.js';
 import { buildApp, type AppInstance } from '../platform/app.js';
 import { prepareQueue, startWorkers, type Workers } from '../platform/workers.js';
+import { lockboxConfigProblems } from '../secrets/lockbox.js';
+
+/** The exit code of a configuration problem, found before start or while starting. */
+const EXIT_CONFIG = 10;
 
 /** What this process holds, filled in as start-up gets further; stop() releases it in reverse. */
 interface Running {
@@ -16,16 +20,19 @@ interface Running {
  * `switchyard serve`: API, workers and router in one process (or one role of them). On
  * SIGTERM/SIGINT it stops accepting, drains requests, stops workers, closes everything in
  * reverse order and exits 0; past the deadline it exits 1 naming the phase it was in and
- * what was still open. A failed start releases what it had opened and exits 1.
+ * what was still open. A failed start releases what it had opened and exits 1, or 10 when
+ * the configuration was at fault (a missing master key, unreadable signing keys).
  */
 export async function serve(): Promise<void> {
   let config;
   try {
     config = loadConfig();
+    const problems = lockboxConfigProblems(config);
+    if (problems.length > 0) throw new ConfigError(problems);
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`switchyard: ${error.message}\n`);
-      process.exit(10);
+      process.exit(EXIT_CONFIG);
     }
     throw error;
   }
@@ -61,7 +68,8 @@ export async function serve(): Promise<void> {
     await start(running, config, logger);
   } catch (error) {
     logger.error({ err: error, phase }, 'start failed');
-    await stop('start failed', 1);
+    if (error instanceof ConfigError) process.stderr.write(`switchyard: ${error.message}\n`);
+    await stop('start failed', error instanceof ConfigError ? EXIT_CONFIG : 1);
     return;
   }
   if (isStopping) return;

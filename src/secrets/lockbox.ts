@@ -39,17 +39,25 @@ export interface Lockbox extends LockboxStore {
 }
 
 /**
+ * What keeps Lockbox from opening with this configuration. Checked apart from loadConfig,
+ * which also serves tools that open only the database (they need no master key).
+ */
+export function lockboxConfigProblems(config: Readonly<Config>): string[] {
+  if (config.secrets.masterKeyFile !== undefined || config.mode !== 'external') return [];
+  return [
+    'SWITCHYARD_MASTER_KEY_PATH: required when DATABASE_URL is set (secrets are encrypted under it; every replica must share it)',
+  ];
+}
+
+/**
  * Loads the master keys and opens the configured value store. In external mode a master key
  * file is required (it seals built-in values and staged rotation values); the embedded mode
  * generates one into the data folder. There is never a built-in fallback key.
  */
 export function openLockboxStore(config: Readonly<Config>, logger: Logger, db: Db): LockboxStore {
   const { secrets } = config;
-  if (secrets.masterKeyFile === undefined && config.mode === 'external') {
-    throw new ConfigError([
-      'SWITCHYARD_MASTER_KEY_PATH: required when DATABASE_URL is set (secrets are encrypted under it; every replica must share it)',
-    ]);
-  }
+  const problems = lockboxConfigProblems(config);
+  if (problems.length > 0) throw new ConfigError(problems);
   const keyFile = secrets.masterKeyFile ?? ensureEmbeddedMasterKey(config.dataDir);
   if (isShared(keyFile))
     logger.warn({ path: keyFile }, 'master key file is readable by others; chmod 600 it');

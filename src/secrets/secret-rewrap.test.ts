@@ -125,7 +125,7 @@ describe('switchyard secrets rewrap', { skip: !testBackends().includes('postgres
     await after.close();
   });
 
-  it('refuses to start in external mode without a master key file', async () => {
+  it('refuses to start in external mode without a master key file: a configuration error, exit 10', async () => {
     const env = {
       PATH: process.env['PATH'] ?? '',
       DATABASE_URL: database.url ?? '',
@@ -134,19 +134,20 @@ describe('switchyard secrets rewrap', { skip: !testBackends().includes('postgres
       SWITCHYARD_ROUTER_PORT: '0',
       LOG_LEVEL: 'error',
     };
-    const failed = await run(process.execPath, ['--import', 'tsx', MAIN, 'serve'], {
-      env,
-      timeout: 30_000,
-    }).then(
-      () => undefined,
-      (error: { code: number; stdout: string; stderr: string }) => error,
-    );
-    assert.ok(failed !== undefined, 'the command must fail');
-    assert.notEqual(failed.code, 0);
-    // serve reports a failed start on stderr or in its log (stdout), depending on where it failed.
-    assert.match(
-      `${failed.stderr}${failed.stdout}`,
-      /SWITCHYARD_MASTER_KEY_PATH: required when DATABASE_URL is set/,
-    );
+    for (const command of [['serve'], ['secrets', 'rewrap']]) {
+      const failed = await run(process.execPath, ['--import', 'tsx', MAIN, ...command], {
+        env,
+        timeout: 30_000,
+      }).then(
+        () => undefined,
+        (error: { code: number; stdout: string; stderr: string }) => error,
+      );
+      assert.ok(failed !== undefined, `${command.join(' ')} must fail`);
+      assert.equal(failed.code, 10, `${command.join(' ')} exit code`);
+      assert.match(
+        failed.stderr,
+        /^switchyard: invalid configuration:\n {2}- SWITCHYARD_MASTER_KEY_PATH: required when DATABASE_URL is set/,
+      );
+    }
   });
 });
