@@ -43,3 +43,51 @@ export async function findProjectAccess(
     memberExpiresAt: row.expires_at,
   };
 }
+
+/**
+ * The caller's grant, selected beside a resource that belongs to a service: the query joins
+ * `services`, `projects` and `project_members as pm` (left, on the caller) and selects these.
+ */
+export const GRANT_COLUMNS = [
+  'services.project_id as grant_project_id',
+  'projects.slug as grant_project_slug',
+  'projects.status as grant_project_status',
+  'pm.role as grant_role',
+  'pm.environment_id as grant_environment_id',
+  'pm.expires_at as grant_expires_at',
+] as const;
+
+interface GrantColumns {
+  grant_project_id: string;
+  grant_project_slug: string;
+  grant_project_status: 'active' | 'archived';
+  grant_role: Role | null;
+  grant_environment_id: string | null;
+  grant_expires_at: Date | null;
+}
+
+/** Splits a row selected with GRANT_COLUMNS into the resource and the caller's grant. */
+export function splitGrant<T extends GrantColumns>(
+  row: T,
+): { resource: Omit<T, keyof GrantColumns>; access: ProjectAccessRow } {
+  const {
+    grant_project_id,
+    grant_project_slug,
+    grant_project_status,
+    grant_role,
+    grant_environment_id,
+    grant_expires_at,
+    ...resource
+  } = row;
+  return {
+    resource,
+    access: {
+      projectId: grant_project_id,
+      projectSlug: grant_project_slug,
+      projectStatus: grant_project_status,
+      role: grant_role,
+      environmentId: grant_environment_id,
+      memberExpiresAt: grant_expires_at,
+    },
+  };
+}

@@ -6,7 +6,7 @@ import type {
   StartCommandJson,
   ArtifactKind,
 } from '../platform/db/schema.js';
-import type { ProjectAccessRow } from '../access/access.repository.js';
+import { GRANT_COLUMNS, splitGrant, type ProjectAccessRow } from '../access/access.repository.js';
 import { afterCursor, cursorPosition, fetchSize } from '../platform/db/keyset.js';
 import type { PageRequest } from '../platform/http/pagination.js';
 
@@ -41,13 +41,8 @@ export async function findBuildAccess(
       join.onRef('pm.project_id', '=', 'services.project_id').on('pm.user_id', '=', userId),
     )
     .selectAll('builds')
-    .select((eb) => [
-      'services.project_id',
-      'projects.slug as project_slug',
-      'projects.status as project_status',
-      'pm.role',
-      'pm.environment_id',
-      'pm.expires_at as member_expires_at',
+    .select(GRANT_COLUMNS)
+    .select((eb) =>
       eb
         .selectFrom('releases')
         .select('releases.id')
@@ -55,30 +50,12 @@ export async function findBuildAccess(
         .orderBy('releases.version')
         .limit(1)
         .as('release_id'),
-    ])
+    )
     .where('builds.id', '=', buildId)
     .executeTakeFirst();
   if (row === undefined) return undefined;
-  const {
-    project_id,
-    project_slug,
-    project_status,
-    role,
-    environment_id,
-    member_expires_at,
-    ...build
-  } = row;
-  return {
-    build,
-    access: {
-      projectId: project_id,
-      projectSlug: project_slug,
-      projectStatus: project_status,
-      role,
-      environmentId: environment_id,
-      memberExpiresAt: member_expires_at,
-    },
-  };
+  const { resource: build, access } = splitGrant(row);
+  return { build, access };
 }
 
 export async function listBuilds(db: Db, serviceId: string, page: PageRequest) {

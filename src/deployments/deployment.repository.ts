@@ -6,7 +6,7 @@ import type {
   ReleaseRow,
   RuntimeSettings,
 } from '../platform/db/schema.js';
-import type { ProjectAccessRow } from '../access/access.repository.js';
+import { GRANT_COLUMNS, splitGrant, type ProjectAccessRow } from '../access/access.repository.js';
 import { afterCursor, cursorPosition, fetchSize } from '../platform/db/keyset.js';
 import type { PageRequest } from '../platform/http/pagination.js';
 
@@ -48,37 +48,12 @@ export async function findDeploymentAccess(
       join.onRef('pm.project_id', '=', 'services.project_id').on('pm.user_id', '=', userId),
     )
     .selectAll('deployments')
-    .select([
-      'services.project_id',
-      'projects.slug as project_slug',
-      'projects.status as project_status',
-      'pm.role',
-      'pm.environment_id as member_environment_id',
-      'pm.expires_at as member_expires_at',
-    ])
+    .select(GRANT_COLUMNS)
     .where('deployments.id', '=', deploymentId)
     .executeTakeFirst();
   if (row === undefined) return undefined;
-  const {
-    project_id,
-    project_slug,
-    project_status,
-    role,
-    member_environment_id,
-    member_expires_at,
-    ...deployment
-  } = row;
-  return {
-    deployment,
-    access: {
-      projectId: project_id,
-      projectSlug: project_slug,
-      projectStatus: project_status,
-      role,
-      environmentId: member_environment_id,
-      memberExpiresAt: member_expires_at,
-    },
-  };
+  const { resource: deployment, access } = splitGrant(row);
+  return { deployment, access };
 }
 
 export async function listDeployments(

@@ -1,6 +1,6 @@
 import type { Db } from '../platform/db/transaction.js';
 import type { ReleaseRow } from '../platform/db/schema.js';
-import type { ProjectAccessRow } from '../access/access.repository.js';
+import { GRANT_COLUMNS, splitGrant, type ProjectAccessRow } from '../access/access.repository.js';
 import { afterCursor, cursorPosition, fetchSize } from '../platform/db/keyset.js';
 import type { PageRequest } from '../platform/http/pagination.js';
 
@@ -17,37 +17,12 @@ export async function findReleaseAccess(
       join.onRef('pm.project_id', '=', 'services.project_id').on('pm.user_id', '=', userId),
     )
     .selectAll('releases')
-    .select([
-      'services.project_id',
-      'projects.slug as project_slug',
-      'projects.status as project_status',
-      'pm.role',
-      'pm.environment_id',
-      'pm.expires_at as member_expires_at',
-    ])
+    .select(GRANT_COLUMNS)
     .where('releases.id', '=', releaseId)
     .executeTakeFirst();
   if (row === undefined) return undefined;
-  const {
-    project_id,
-    project_slug,
-    project_status,
-    role,
-    environment_id,
-    member_expires_at,
-    ...release
-  } = row;
-  return {
-    release,
-    access: {
-      projectId: project_id,
-      projectSlug: project_slug,
-      projectStatus: project_status,
-      role,
-      environmentId: environment_id,
-      memberExpiresAt: member_expires_at,
-    },
-  };
+  const { resource: release, access } = splitGrant(row);
+  return { release, access };
 }
 
 export async function getReleaseById(db: Db, id: string): Promise<ReleaseRow | undefined> {

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { joinTransaction, type Db } from '../platform/db/transaction.js';
 import type { BuildSettings, RuntimeSettings, ServiceRow } from '../platform/db/schema.js';
-import type { ProjectAccessRow } from '../access/access.repository.js';
+import { GRANT_COLUMNS, splitGrant, type ProjectAccessRow } from '../access/access.repository.js';
 import { afterCursor, cursorPosition, fetchSize } from '../platform/db/keyset.js';
 import type { PageRequest } from '../platform/http/pagination.js';
 
@@ -18,28 +18,12 @@ export async function findServiceAccess(
       join.onRef('pm.project_id', '=', 'services.project_id').on('pm.user_id', '=', userId),
     )
     .selectAll('services')
-    .select([
-      'projects.slug as project_slug',
-      'projects.status as project_status',
-      'pm.role',
-      'pm.environment_id',
-      'pm.expires_at as member_expires_at',
-    ])
+    .select(GRANT_COLUMNS)
     .where('services.id', '=', serviceId)
     .executeTakeFirst();
   if (row === undefined) return undefined;
-  const { project_slug, project_status, role, environment_id, member_expires_at, ...service } = row;
-  return {
-    service,
-    access: {
-      projectId: service.project_id,
-      projectSlug: project_slug,
-      projectStatus: project_status,
-      role,
-      environmentId: environment_id,
-      memberExpiresAt: member_expires_at,
-    },
-  };
+  const { resource: service, access } = splitGrant(row);
+  return { service, access };
 }
 
 export async function getServiceById(db: Db, id: string): Promise<ServiceRow | undefined> {
