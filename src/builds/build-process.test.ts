@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { runProcess, SYSTEM_PATH, type ProcessSpec } from './build-process.js';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { writeFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { reapOrphanedBuilds, runProcess, SYSTEM_PATH, type ProcessSpec } from './build-process.js';
 import { createLineSink, NO_REDACTION } from './log-redaction.js';
 import { isProcessAlive, makeTempDir, waitFor } from './test-support/git-repos.js';
 
@@ -84,4 +90,54 @@ test('does not start at all when the signal is already aborted', async () => {
   });
   await assert.rejects(runProcess(s), /early/);
   await assert.rejects(readFile(join(dir, 'ran')));
+});
+
+const quiet = pino({ level: 'silent' });
+
+/** Starts a Node.js process that runs one build step printing its pid; resolves with both. */
+async function startOwner(): Promise<{ owner: ReturnType<typeof spawn>; buildPid: number }> {
+  const here = (name: string) => fileURLToPath(new URL(name, import.meta.url));
+  const script = join(dir, 'owner.mts');
+  await writeFile(
+    script,
+    [
+      `import { runProcess, SYSTEM_PATH } from ${JSON.stringify(here('./build-process.ts'))};`,
+      `import { createLineSink, NO_REDACTION } from ${JSON.stringify(here('./log-redaction.ts'))};`,
+      'const sink = createLineSink(NO_REDACTION, (line) => process.stdout.write(line + "\\n"));',
+      'await runProcess({ command: "/bin/sh", args: ["-c", "echo $$; exec sleep 600"],',
+      `  cwd: ${JSON.stringify(dir)}, env: { PATH: SYSTEM_PATH },`,
+      '  signal: new AbortController().signal, stdout: sink, stderr: sink });',
+    ].join('\n'),
+  );
+  const owner = spawn(process.execPath, ['--import', 'tsx', script], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: owner.stdout! });
+  const [first] = (await once(lines, 'line')) as [string];
+  return { owner, buildPid: Number(first) };
+}
+
+test('build processes of a killed Switchyard process are ended by the next one', async () => {
+  const { owner, buildPid } = await startOwner();
+  assert.ok(Number.isInteger(buildPid) && buildPid > 1);
+  owner.kill('SIGKILL');
+  await once(owner, 'exit');
+  // The build step runs in its own process group: its parent's death does not end it.
+  assert.equal(await isProcessAlive(buildPid), true);
+
+  assert.ok((await reapOrphanedBuilds(quiet, 2_000)) >= 1);
+  await waitFor(async () => !(await isProcessAlive(buildPid)), 5_000);
+});
+
+test('build processes of a live Switchyard process are left alone', async () => {
+  const { owner, buildPid } = await startOwner();
+  try {
+    await reapOrphanedBuilds(quiet, 2_000);
+    assert.equal(await isProcessAlive(buildPid), true);
+  } finally {
+    owner.kill('SIGKILL');
+    await once(owner, 'exit');
+    await reapOrphanedBuilds(quiet, 2_000);
+  }
+  assert.equal(await isProcessAlive(buildPid), false);
 });

@@ -1,9 +1,25 @@
 import { spawn } from 'node:child_process';
 import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+import {
+  findProcessesByEnv,
+  isProcessRunning,
+  processIdentity,
+  terminateProcesses,
+} from '../platform/orphan-processes.js';
 import type { LineSink } from './log-redaction.js';
 
 /** How long a process group gets between SIGTERM and SIGKILL. */
 export const KILL_GRACE_MS = 5_000;
+
+/**
+ * Put in the environment of every build process (and so of everything it spawns): which run
+ * of which Switchyard process started it, so that a later process can find and end the build
+ * processes of one that was killed before it could (`reapOrphanedBuilds`).
+ */
+export const BUILD_OWNER_MARKER = 'SWITCHYARD_BUILD_OWNER';
+
+let ownIdentity: Promise<string | undefined> | undefined;
 
 /** How long to wait for output pipes after the process exits (a stray child may hold them). */
 const PIPE_DRAIN_MS = 2_000;
@@ -41,11 +57,14 @@ export interface ProcessExit {
  */
 export async function runProcess(spec: ProcessSpec): Promise<ProcessExit> {
   spec.signal.throwIfAborted();
+  ownIdentity ??= processIdentity(process.pid);
+  const owner = await ownIdentity;
+  const env = owner === undefined ? spec.env : { ...spec.env, [BUILD_OWNER_MARKER]: owner };
 
   return new Promise((resolve, reject) => {
     const child = spawn(spec.command, [...spec.args], {
       cwd: spec.cwd,
-      env: spec.env,
+      env,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -98,4 +117,24 @@ function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   } catch {
     // The group is already gone (ESRCH), which is what was wanted.
   }
+}
+
+/**
+ * Ends build processes whose Switchyard process is gone (killed with SIGKILL, or crashed):
+ * their process groups survive their parent. Builds of live processes, this one's and other
+ * replicas' on the same machine, are left alone. Returns how many processes were ended.
+ */
+export async function reapOrphanedBuilds(logger: Logger, graceMs = KILL_GRACE_MS): Promise<number> {
+  const marked = await findProcessesByEnv(BUILD_OWNER_MARKER);
+  if (marked === undefined) return 0;
+  const byOwner = new Map<string, number[]>();
+  for (const [pid, owner] of marked) byOwner.set(owner, [...(byOwner.get(owner) ?? []), pid]);
+  const orphans: number[] = [];
+  for (const [owner, pids] of byOwner) {
+    if (await isProcessRunning(owner)) continue;
+    logger.warn({ ownerPid: Number(owner.split('.')[0]), pids }, 'orphaned build processes ended');
+    orphans.push(...pids);
+  }
+  if (orphans.length > 0) await terminateProcesses(orphans, graceMs);
+  return orphans.length;
 }

@@ -4,6 +4,7 @@ import type { JobDefinition } from './queue.js';
 import { every, startElection, startHeartbeat, type Loop } from './leadership.js';
 import { listOrphanedWork, pruneWorkers } from './leases.repository.js';
 import { BUILD_RUN } from '../builds/build.jobs.js';
+import { reapOrphanedBuilds } from '../builds/build-process.js';
 import { DEPLOYMENT_RECONCILE } from '../deployments/deployment.jobs.js';
 import { SECRET_ROTATE } from '../secrets/rotation.jobs.js';
 import { openAuditScope, runInAuditScope } from '../audit/audit-context.js';
@@ -144,6 +145,9 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
     }
   };
 
+  // Build processes of a Switchyard process killed on this machine outlive it; end them before
+  // their builds are retried here or elsewhere.
+  await reapOrphanedBuilds(deps.logger);
   // pg-boss runs one handler at a time per subscription; one subscription per build slot.
   for (let slot = 0; slot < deps.config.builds.concurrency; slot++) {
     await queue.work(BUILD_RUN, (data) =>

@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 
+import { findProcessesByEnv, terminateProcesses } from '../../platform/orphan-processes.js';
 import { INSTANCE_MARKER } from './child-env.js';
 
 /** What the runtime records, per instance, to find its processes after a crash of its own. */
@@ -10,8 +11,6 @@ export interface PidRecord {
   deploymentId: string;
   pid: number;
 }
-
-const POLL_MS = 50;
 
 export function pidDirectory(stateDir: string): string {
   return path.join(stateDir, 'pids');
@@ -89,19 +88,12 @@ export async function reapOrphans(
 async function findMarkedProcesses(
   records: PidRecord[],
 ): Promise<Map<number, PidRecord> | undefined> {
-  const entries = await fs.readdir('/proc').catch(() => undefined);
-  if (!entries) return undefined;
-
-  const byMarker = new Map(records.map((r) => [`${INSTANCE_MARKER}=${r.instanceId}`, r]));
+  const marked = await findProcessesByEnv(INSTANCE_MARKER);
+  if (marked === undefined) return undefined;
+  const byInstance = new Map(records.map((r) => [r.instanceId, r]));
   const found = new Map<number, PidRecord>();
-  for (const entry of entries) {
-    const pid = Number(entry);
-    if (!Number.isInteger(pid) || pid === process.pid) continue;
-    const environ = await fs.readFile(`/proc/${pid}/environ`, 'latin1').catch(() => '');
-    const record = environ
-      .split('\0')
-      .map((variable) => byMarker.get(variable))
-      .find((match) => match !== undefined);
+  for (const [pid, instanceId] of marked) {
+    const record = byInstance.get(instanceId);
     if (record) found.set(pid, record);
   }
   return found;
@@ -117,33 +109,6 @@ async function terminate(
       { pid, instanceId: record.instanceId, deploymentId: record.deploymentId },
       'orphan reaped',
     );
-    signal(pid, 'SIGTERM');
   }
-
-  const deadline = Date.now() + graceMs;
-  let alive = [...orphans.keys()];
-  while (alive.length > 0 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-    alive = await filterAlive(alive);
-  }
-  for (const pid of alive) signal(pid, 'SIGKILL');
-}
-
-async function filterAlive(pids: number[]): Promise<number[]> {
-  const alive: number[] = [];
-  for (const pid of pids) {
-    // A zombie has exited; only its parent's wait() is missing.
-    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    if (stat !== '' && state !== 'Z') alive.push(pid);
-  }
-  return alive;
-}
-
-function signal(pid: number, name: NodeJS.Signals): void {
-  try {
-    process.kill(pid, name);
-  } catch {
-    // Gone already, or not ours to signal: either way nothing more to do.
-  }
+  await terminateProcesses([...orphans.keys()], graceMs);
 }
