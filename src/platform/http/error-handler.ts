@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
+import { trackRouteMethods } from './route-methods.js';
 
 interface Envelope {
   error: { code: string; message: string; details?: unknown; requestId: string };
@@ -124,12 +125,18 @@ export function installErrorHandling(app: FastifyInstance): void {
     sendError(reply, request, new AppError('INTERNAL', 'An internal error occurred'));
   });
 
+  // A known path asked with a method it lacks answers 405 naming the ones it has.
+  const routes = trackRouteMethods(app);
   app.setNotFoundHandler((request, reply) => {
-    sendError(
-      reply,
-      request,
-      new AppError('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}`),
-    );
+    const path = request.url.split('?')[0] ?? '/';
+    const allowed = routes.allowedFor(path);
+    if (allowed.length > 0 && !allowed.includes(request.method)) {
+      const message = `${request.method} is not allowed on ${path}; use ${allowed.join(', ')}`;
+      const headers = { allow: allowed.join(', ') };
+      sendError(reply, request, new AppError('METHOD_NOT_ALLOWED', message, { headers }));
+      return;
+    }
+    sendError(reply, request, new AppError('NOT_FOUND', `No route ${request.method} ${path}`));
   });
 }
 
