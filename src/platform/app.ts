@@ -15,6 +15,7 @@ import { Type } from '@sinclair/typebox';
 import type { Dependencies } from './dependencies.js';
 import { handleFrameworkError, installErrorHandling } from './http/error-handler.js';
 import { endEventStreamsOnClose } from './http/sse.js';
+import { refuseWhileClosing, wasRefusedWhileClosing } from './http/closing.js';
 import { cachingSerializerFactory, createValidatorCompiler } from './http/compilers.js';
 import { ErrorEnvelope } from './http/schemas.js';
 import { authenticationHook } from '../auth/auth.hook.js';
@@ -54,7 +55,8 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
     requestTimeout: config.api.requestTimeoutMs,
     connectionTimeout: config.api.requestTimeoutMs * 2,
     keepAliveTimeout: 72_000,
-    return503OnClosing: true,
+    // refuseWhileClosing answers instead, in our envelope.
+    return503OnClosing: false,
     trustProxy: false,
     requestIdHeader: false,
     genReqId: (request) => {
@@ -75,6 +77,7 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
 
   await app.register(helmet, { contentSecurityPolicy: false, global: true });
   await registerBrowserSupport(app, config);
+  refuseWhileClosing(app);
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -129,16 +132,18 @@ function installRequestHooks(app: AppInstance, deps: Dependencies): void {
     deps.metrics.httpDuration
       .labels(request.method, route, String(reply.statusCode))
       .observe(seconds);
-    const level = reply.statusCode >= 500 ? 'warn' : 'info';
-    request.log[level](
-      {
-        method: request.method,
-        route,
-        status: reply.statusCode,
-        durationMs: Math.round(reply.elapsedTime),
-      },
-      'request completed',
-    );
+    const fields = {
+      method: request.method,
+      route,
+      status: reply.statusCode,
+      durationMs: Math.round(reply.elapsedTime),
+    };
+    // A request shed while closing was never handled; shedding is expected, not a warning.
+    if (wasRefusedWhileClosing(request)) {
+      request.log.info(fields, 'request refused: shutting down');
+      return;
+    }
+    request.log[reply.statusCode >= 500 ? 'warn' : 'info'](fields, 'request completed');
   });
 }
 

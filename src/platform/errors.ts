@@ -70,6 +70,10 @@ export const ERROR_CODES = {
   ROLLBACK_TARGET_INVALID: { status: 422, meaning: 'there is no earlier release to roll back to' },
   RATE_LIMITED: { status: 429, meaning: 'too many requests; retry after the given time' },
   DEPENDENCY_UNAVAILABLE: { status: 503, meaning: 'a database or other dependency is down' },
+  SHUTTING_DOWN: {
+    status: 503,
+    meaning: 'this process is shutting down; retry, another replica will answer',
+  },
   SECRET_STORE_UNAVAILABLE: {
     status: 503,
     meaning: 'the secret store (Vault) cannot be reached or refused',

@@ -24,11 +24,13 @@ export const fakeResolver: Resolver = async (host) => {
 
 /**
  * The API on a fresh throwaway database of the given backend, with workloads off (role
- * `api`) unless `env` says otherwise. Requests go through `app.inject`.
+ * `api`) unless `env` says otherwise. Requests go through `app.inject`. `extend` may add
+ * routes of the test's own before the app is ready.
  */
 export async function createTestApp(
   backend: Backend,
   env: Record<string, string> = {},
+  extend?: (app: AppInstance) => void,
 ): Promise<TestApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'switchyard-app-'));
   const testDb: TestDatabase = await createTestDatabase(backend);
@@ -48,6 +50,7 @@ export async function createTestApp(
     resolver: fakeResolver,
   });
   const app = await buildApp(deps);
+  extend?.(app);
   await app.ready();
   return {
     app,
