@@ -41,7 +41,7 @@ export interface Config {
     credentialsFile: string | undefined;
   };
   builds: { timeoutMs: number; concurrency: number };
-  deployments: { healthTimeoutMs: number; drainMs: number };
+  deployments: { healthTimeoutMs: number; drainMs: number; logMaxBytes: number };
   process: {
     role: 'all' | 'api' | 'worker';
     shutdownTimeoutMs: number;
@@ -218,6 +218,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     deployments: {
       healthTimeoutMs: read.int('DEPLOY_HEALTH_TIMEOUT_MS', 60_000, 1_000, 1_800_000),
       drainMs: read.int('DEPLOY_DRAIN_MS', 5_000, 0, 300_000),
+      logMaxBytes: read.int('WORKLOAD_LOG_MAX_BYTES', 10 * 1024 * 1024, 64 * 1024, 1024 ** 3),
     },
     process: {
       role: read.oneOf('SWITCHYARD_ROLE', ['all', 'api', 'worker'] as const, 'all'),

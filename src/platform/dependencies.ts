@@ -198,6 +198,7 @@ export async function createDependencies(
           stateDir: join(config.dataDir, 'runtime'),
           logger,
           drainMs: config.deployments.drainMs,
+          logMaxBytes: config.deployments.logMaxBytes,
         })
       : undefined;
     const router = runsWorkloads

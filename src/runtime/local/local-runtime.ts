@@ -39,6 +39,8 @@ export interface LocalRuntimeOptions {
   restartWindowMs?: number;
   /** Default time a stopping instance gets between SIGTERM and SIGKILL. */
   drainMs?: number;
+  /** Size at which a deployment's log file rotates (one previous part is kept). */
+  logMaxBytes?: number;
   /** PATH and LANG for workloads; never the parent's whole environment. */
   baseEnv?: BaseEnv;
 }
@@ -212,8 +214,10 @@ class LocalRuntime implements RuntimeDriver {
 
   #createWorkload(spec: WorkloadSpec): Workload {
     const { deploymentId } = spec;
-    const log = new WorkloadLogWriter(logFilePath(this.#options.stateDir, deploymentId), () =>
-      this.#announcer.announce(deploymentId),
+    const log = new WorkloadLogWriter(
+      logFilePath(this.#options.stateDir, deploymentId),
+      () => this.#announcer.announce(deploymentId),
+      this.#options.logMaxBytes,
     );
     const workload: Workload = { spec, supervisors: [], log, watchers: new Set() };
     const redactor = createRedactor(spec.redact ?? []);

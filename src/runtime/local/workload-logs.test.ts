@@ -7,7 +7,7 @@ import type { LogLine, RuntimeDriver } from '../runtime.js';
 import { createLocalRuntime } from './local-runtime.js';
 import { createTestBench, httpRequest, waitFor } from './test-support/test-apps.js';
 import type { TestBench } from './test-support/test-apps.js';
-import { LogAnnouncer, WorkloadLogWriter, readLog } from './workload-logs.js';
+import { LogAnnouncer, WorkloadLogWriter, previousPart, readLog } from './workload-logs.js';
 
 async function collect(lines: AsyncIterable<LogLine>): Promise<LogLine[]> {
   const collected: LogLine[] = [];
@@ -178,6 +178,87 @@ describe('readLog', () => {
       ['line 997', 'line 998', 'line 999'],
     );
     assert.deepEqual(none, []);
+    await bench.cleanup();
+  });
+
+  it('rotates a file that would pass its cap, keeping one previous part', async () => {
+    const bench = await createTestBench();
+    const file = path.join(bench.dir, 'capped.log');
+    const maxBytes = 4096;
+    const writer = new WorkloadLogWriter(file, () => undefined, maxBytes);
+    for (let index = 0; index < 500; index++) {
+      writer.append({
+        at: new Date().toISOString(),
+        instanceId: 'i',
+        stream: 'stdout',
+        line: `line ${index}`,
+      });
+      if (index % 7 === 0) await writer.flush();
+    }
+    await writer.flush();
+
+    const current = await fs.stat(file);
+    const previous = await fs.stat(previousPart(file));
+    assert.ok(current.size <= maxBytes, `current part ${current.size} bytes`);
+    assert.ok(previous.size <= maxBytes, `previous part ${previous.size} bytes`);
+    const names = await fs.readdir(bench.dir);
+    assert.deepEqual(names.filter((name) => name.startsWith('capped')).sort(), [
+      'capped.log',
+      'capped.log.1',
+    ]);
+
+    // Both parts together end with the newest lines, in order, each once.
+    const signal = new AbortController().signal;
+    const subscribe = (): (() => void) => () => undefined;
+    const currentLines = (await collect(readLog(file, { follow: false, signal, subscribe }))).map(
+      (l) => l.line,
+    );
+    const wanted = currentLines.length + 10;
+    const tail = await collect(readLog(file, { follow: false, signal, subscribe, tail: wanted }));
+    assert.deepEqual(
+      tail.map((line) => line.line),
+      Array.from({ length: wanted }, (_, i) => `line ${500 - wanted + i}`),
+    );
+    await bench.cleanup();
+  });
+
+  it('a follower reads every line once, in order, across rotations', async () => {
+    const bench = await createTestBench();
+    const file = path.join(bench.dir, 'followed.log');
+    const announcer = new LogAnnouncer();
+    const writer = new WorkloadLogWriter(file, () => announcer.announce('d'), 2048);
+    const controller = new AbortController();
+    const seen: string[] = [];
+    const following = (async () => {
+      const lines = readLog(file, {
+        follow: true,
+        signal: controller.signal,
+        subscribe: (listener) => announcer.subscribe('d', listener),
+        pollMs: 20,
+      });
+      for await (const line of lines) seen.push(line.line);
+    })();
+    const total = 300;
+    for (let index = 0; index < total; index++) {
+      writer.append({
+        at: new Date().toISOString(),
+        instanceId: 'i',
+        stream: 'stdout',
+        line: `line ${index}`,
+      });
+      await writer.flush();
+      // At most one rotation between two reads of the follower.
+      if (index % 10 === 9) await waitFor('follower caught up', () => seen.length === index + 1);
+    }
+    await waitFor('every line', () => seen.length >= total);
+    controller.abort();
+    await following;
+
+    assert.ok((await fs.stat(previousPart(file))).size > 0, 'the log rotated');
+    assert.deepEqual(
+      seen,
+      Array.from({ length: total }, (_, i) => `line ${i}`),
+    );
     await bench.cleanup();
   });
 });

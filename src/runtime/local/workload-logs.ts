@@ -9,22 +9,29 @@ const READ_CHUNK_BYTES = 64 * 1024;
 const MAX_READ_BYTES = 4 * 1024 * 1024;
 const NEWLINE = 0x0a;
 
+/** Where a log's previous part goes when it rotates: one part is kept. */
+export function previousPart(file: string): string {
+  return `${file}.1`;
+}
+
 /**
  * Appends one deployment's output to its NDJSON log file, in order, and announces each
- * write so followers read it at once.
- *
- * TODO: cap or rotate log files — a chatty workload grows its file without bound; needs a
- * retention setting the config module does not have yet.
+ * write so followers read it at once. A file that would pass `maxBytes` is first renamed to
+ * its previous part (replacing the one before), so a deployment's logs take at most twice
+ * `maxBytes` on disk.
  */
 export class WorkloadLogWriter {
   readonly #file: string;
   readonly #announce: () => void;
+  readonly #maxBytes: number;
+  #size: number | undefined;
   #pending: string[] = [];
   #draining: Promise<void> | undefined;
 
-  constructor(file: string, announce: () => void) {
+  constructor(file: string, announce: () => void, maxBytes = Number.POSITIVE_INFINITY) {
     this.#file = file;
     this.#announce = announce;
+    this.#maxBytes = maxBytes;
   }
 
   append(line: LogLine): void {
@@ -40,12 +47,27 @@ export class WorkloadLogWriter {
   }
 
   async #drain(): Promise<void> {
+    this.#size ??= (await fs.stat(this.#file).catch(() => undefined))?.size ?? 0;
     while (this.#pending.length > 0) {
       const chunk = this.#pending.join('');
       this.#pending = [];
+      const bytes = Buffer.byteLength(chunk);
+      if (this.#size > 0 && this.#size + bytes > this.#maxBytes) await this.#rotate();
       // A failed write loses those lines only; the workload keeps running.
-      await fs.appendFile(this.#file, chunk, { mode: 0o600 }).catch(() => undefined);
+      await fs.appendFile(this.#file, chunk, { mode: 0o600 }).then(
+        () => (this.#size = (this.#size ?? 0) + bytes),
+        () => undefined,
+      );
       this.#announce();
+    }
+  }
+
+  async #rotate(): Promise<void> {
+    try {
+      await fs.rename(this.#file, previousPart(this.#file));
+      this.#size = 0;
+    } catch {
+      // Keep appending to the current file; the next write tries again.
     }
   }
 }
@@ -77,12 +99,28 @@ export interface ReadLogOptions {
   pollMs?: number;
 }
 
-/** Past lines of an NDJSON log (the last `tail` when given), then new ones while following. */
+/**
+ * Past lines of an NDJSON log (the last `tail` when given, reaching into the previous part when
+ * the current one holds fewer), then new ones while following. A follower whose file was
+ * rotated reads what it had not yet read from the previous part, then the new file from its
+ * start.
+ */
 export async function* readLog(file: string, options: ReadLogOptions): AsyncGenerator<LogLine> {
-  let offset = options.tail === undefined ? 0 : await tailOffset(file, options.tail);
+  let position: Position = { offset: 0, ino: undefined };
+  if (options.tail !== undefined) {
+    const current = await tailOffset(file, options.tail);
+    const missing = options.tail - current.lines;
+    if (missing > 0 && current.offset === 0) {
+      yield* readAll(previousPart(file), (await tailOffset(previousPart(file), missing)).offset);
+    }
+    position = { offset: current.offset, ino: current.ino };
+  }
   for (;;) {
-    const batch = await readCompleteLines(file, offset);
-    offset = batch.nextOffset;
+    const batch = await readCompleteLines(file, position);
+    if (batch.rotated !== undefined) {
+      yield* readAll(previousPart(file), batch.rotated.offset, batch.rotated.ino);
+    }
+    position = batch.next;
     for (const line of batch.lines) yield line;
     if (options.signal.aborted) return;
     if (batch.hasMore) continue;
@@ -90,6 +128,18 @@ export async function* readLog(file: string, options: ReadLogOptions): AsyncGene
     if (!options.follow) return;
     await waitForGrowth(options);
     if (options.signal.aborted) return;
+  }
+}
+
+/** Every complete line of `file` from `offset`; nothing when it is not the file `ino` names. */
+async function* readAll(file: string, offset: number, ino?: number): AsyncGenerator<LogLine> {
+  let position: Position = { offset, ino };
+  for (;;) {
+    const batch = await readCompleteLines(file, position);
+    if (batch.rotated !== undefined) return;
+    position = batch.next;
+    yield* batch.lines;
+    if (!batch.hasMore) return;
   }
 }
 
@@ -107,19 +157,29 @@ function waitForGrowth(options: ReadLogOptions): Promise<void> {
   });
 }
 
-interface LineBatch {
-  lines: LogLine[];
-  nextOffset: number;
-  hasMore: boolean;
+/** How far a reader got, in which file (its inode: a rotated log is a new file). */
+interface Position {
+  offset: number;
+  ino: number | undefined;
 }
 
-/** Reads whole lines from `offset`; a trailing partial line waits for the next read. */
-async function readCompleteLines(file: string, offset: number): Promise<LineBatch> {
+interface LineBatch {
+  lines: LogLine[];
+  next: Position;
+  hasMore: boolean;
+  /** Set when the file is no longer the one `Position` named: where that one was left. */
+  rotated?: { offset: number; ino: number | undefined };
+}
+
+/** Reads whole lines from the position; a trailing partial line waits for the next read. */
+async function readCompleteLines(file: string, from: Position): Promise<LineBatch> {
   const handle = await openIfExists(file);
-  if (!handle) return { lines: [], nextOffset: offset, hasMore: false };
+  if (!handle) return { lines: [], next: from, hasMore: false };
   try {
-    const { size } = await handle.stat();
-    const start = size < offset ? 0 : offset; // a smaller file was replaced: start over
+    const { size, ino } = await handle.stat();
+    const isReplaced = from.ino !== undefined && from.ino !== ino;
+    // A different or a shorter file than the one read so far: start it from the beginning.
+    const start = isReplaced || size < from.offset ? 0 : from.offset;
     const buffer = Buffer.alloc(Math.min(size - start, MAX_READ_BYTES));
     await handle.read(buffer, 0, buffer.length, start);
 
@@ -131,8 +191,9 @@ async function readCompleteLines(file: string, offset: number): Promise<LineBatc
     const nextOffset = start + end;
     return {
       lines: parseLines(buffer.subarray(0, end)),
-      nextOffset,
+      next: { offset: nextOffset, ino },
       hasMore: nextOffset < size && isChunkFull,
+      ...(isReplaced ? { rotated: { offset: from.offset, ino: from.ino } } : {}),
     };
   } finally {
     await handle.close();
@@ -152,13 +213,19 @@ function parseLines(buffer: Buffer): LogLine[] {
   return lines;
 }
 
-/** The byte offset where the last `count` complete lines begin. */
-async function tailOffset(file: string, count: number): Promise<number> {
-  if (count <= 0) return (await fs.stat(file).catch(() => undefined))?.size ?? 0;
+/**
+ * Where the last `count` complete lines begin, how many lines that is (fewer when the file
+ * holds fewer) and the file's inode.
+ */
+async function tailOffset(
+  file: string,
+  count: number,
+): Promise<{ offset: number; lines: number; ino: number | undefined }> {
   const handle = await openIfExists(file);
-  if (!handle) return 0;
+  if (!handle) return { offset: 0, lines: 0, ino: undefined };
   try {
-    const { size } = await handle.stat();
+    const { size, ino } = await handle.stat();
+    if (count <= 0) return { offset: size, lines: 0, ino };
     let position = size;
     let newlines = 0;
     while (position > 0) {
@@ -171,10 +238,10 @@ async function tailOffset(file: string, count: number): Promise<number> {
         // The newline ending the last line does not start a line; count the others.
         if (position + index === size - 1) continue;
         newlines++;
-        if (newlines === count) return position + index + 1;
+        if (newlines === count) return { offset: position + index + 1, lines: count, ino };
       }
     }
-    return 0;
+    return { offset: 0, lines: size === 0 ? 0 : newlines + 1, ino };
   } finally {
     await handle.close();
   }
