@@ -3,6 +3,7 @@ import { principalOf } from '../platform/http/authenticate.js';
 import { idempotent } from '../platform/http/idempotency.js';
 import { PageQuery, pageOf, toPageRequest } from '../platform/http/pagination.js';
 import { Accepted, commonErrors, IdParams } from '../platform/http/schemas.js';
+import { scrubKnownSecrets } from '../platform/http/scrubbed.js';
 import { sendEventStream } from '../platform/http/sse.js';
 import { BuildLogs, BuildSchema, CreateBuildBody, LogsQuery } from './build.schema.js';
 
@@ -53,6 +54,7 @@ export function registerBuildRoutes(app: AppInstance, deps: AppDeps): void {
       querystring: LogsQuery,
       response: { 200: BuildLogs, ...commonErrors },
     },
+    preSerialization: scrubKnownSecrets,
     handler: async (request, reply) => {
       const principal = principalOf(request);
       if (request.query.follow !== true) return builds.logs(principal, request.params.id);

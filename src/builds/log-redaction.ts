@@ -1,9 +1,12 @@
+import { createScrub, knownSecrets, REDACTED } from '../platform/known-secrets.js';
+
 /**
  * Build output reaches people, so every secret value is replaced before a line leaves the
  * builder. Output is cut into lines first and each whole line is redacted, which also covers a
- * secret that arrives split across two chunks of a pipe.
+ * secret that arrives split across two chunks of a pipe. The given values are hidden whatever
+ * their length; then every value the process knows (see known-secrets.ts) is hidden too.
  */
-export const REDACTED = '[REDACTED]';
+export { REDACTED };
 
 /** Lines longer than this are cut, so a process printing without newlines cannot exhaust memory. */
 export const MAX_LINE_CHARS = 16 * 1024;
@@ -29,20 +32,19 @@ export function createRedactor(secrets: readonly string[]): Redactor {
     for (const piece of secret.split(/\r?\n/)) if (piece.trim().length > 0) patterns.add(piece);
   }
   const ordered = [...patterns].sort((a, b) => b.length - a.length);
+  // One combined pattern: a line is scanned once however many values there are.
+  const scrub = createScrub(ordered);
 
   return {
     patterns: ordered,
-    redact(text) {
-      let result = text;
-      for (const pattern of ordered) {
-        if (result.includes(pattern)) result = result.split(pattern).join(REDACTED);
-      }
-      return result;
-    },
+    redact: (text) => knownSecrets.scrub(scrub(text)),
   };
 }
 
-export const NO_REDACTION: Redactor = { patterns: [], redact: (text) => text };
+export const NO_REDACTION: Redactor = {
+  patterns: [],
+  redact: (text) => knownSecrets.scrub(text),
+};
 
 /** Splits a stream of text into lines (without `\n` or a trailing `\r`) and redacts each. */
 export function createLineSink(redactor: Redactor, onLine: (line: string) => void): LineSink {

@@ -3,6 +3,7 @@ import { principalOf } from '../platform/http/authenticate.js';
 import { idempotent } from '../platform/http/idempotency.js';
 import { pageOf, toPageRequest } from '../platform/http/pagination.js';
 import { Accepted, commonErrors, IdParams } from '../platform/http/schemas.js';
+import { scrubKnownSecrets } from '../platform/http/scrubbed.js';
 import { sendEventStream } from '../platform/http/sse.js';
 import {
   CreateDeploymentBody,
@@ -95,6 +96,7 @@ export function registerDeploymentRoutes(app: AppInstance, deps: AppDeps): void 
       querystring: DeploymentLogsQuery,
       response: { 200: DeploymentLogs, ...commonErrors },
     },
+    preSerialization: scrubKnownSecrets,
     handler: async (request, reply) => {
       const principal = principalOf(request);
       if (request.query.follow !== true)

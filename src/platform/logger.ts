@@ -1,4 +1,5 @@
-import { pino, type Logger, type DestinationStream } from 'pino';
+import { pino, type Logger, type DestinationStream, type LoggerOptions } from 'pino';
+import { knownSecrets, REDACTED } from './known-secrets.js';
 
 /** Paths whose values never reach a log line. */
 export const REDACTED_PATHS = [
@@ -23,6 +24,16 @@ export const REDACTED_PATHS = [
   '*.kubeconfig',
 ];
 
+/**
+ * Redaction in two layers: fields by path, then every known secret value wherever it sits in
+ * the finished line (a header, an echoed body field, an error message), in the JSON-escaped
+ * form the line holds it in.
+ */
+export const REDACTION: Pick<LoggerOptions, 'redact' | 'hooks'> = {
+  redact: { paths: REDACTED_PATHS, censor: REDACTED },
+  hooks: { streamWrite: (line) => knownSecrets.scrub(line) },
+};
+
 export function createLogger(
   options: { level: string; name?: string },
   destination?: DestinationStream,
@@ -31,7 +42,7 @@ export function createLogger(
     {
       name: options.name ?? 'switchyard',
       level: options.level,
-      redact: { paths: REDACTED_PATHS, censor: '[REDACTED]' },
+      ...REDACTION,
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
       serializers: { err: pino.stdSerializers.err },

@@ -1,4 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
+import { knownSecrets } from '../platform/known-secrets.js';
 
 /**
  * A credential Switchyard itself uses (a Vault token, git host tokens), kept in a file
@@ -28,6 +29,7 @@ export class FileCredential {
     if (stamp !== this.#stamp) {
       this.#value = readFileSync(this.path, 'utf8').replace(/\r?\n$/, '');
       this.#stamp = stamp;
+      knownSecrets.add(this.#value);
     }
     return this.#value;
   }
@@ -60,13 +62,16 @@ export function gitCredentialIn(text: string, repositoryUrl: string): GitCredent
   } catch {
     return undefined;
   }
+  let found: GitCredential | undefined;
   for (const line of text.split(/\r?\n/)) {
     const entry = parseCredentialLine(line.trim());
-    if (entry !== undefined && entry.host === host) {
-      return { username: entry.username, password: entry.password };
+    // Every token in the text is a secret, not only the one this repository gets.
+    if (entry !== undefined) knownSecrets.add(entry.password);
+    if (entry !== undefined && entry.host === host && found === undefined) {
+      found = { username: entry.username, password: entry.password };
     }
   }
-  return undefined;
+  return found;
 }
 
 function parseCredentialLine(line: string): (GitCredential & { host: string }) | undefined {

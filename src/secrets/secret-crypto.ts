@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { knownSecrets } from '../platform/known-secrets.js';
 
 /**
  * Envelope encryption for the built-in store. Every value is sealed with AES-256-GCM under
@@ -143,6 +144,7 @@ function keyFor(ring: MasterKeyRing, keyId: string): MasterKey {
  * another row does not open there.
  */
 export function sealValue(ring: MasterKeyRing, plaintext: Buffer, context: string): Sealed {
+  rememberPlaintext(plaintext);
   const dataKey = randomBytes(KEY_BYTES);
   try {
     return {
@@ -159,7 +161,9 @@ export function openValue(ring: MasterKeyRing, sealed: Sealed, context: string):
   const master = keyFor(ring, sealed.keyId);
   const dataKey = open(master.key, sealed.wrappedKey, `${master.id}\0${context}`);
   try {
-    return open(dataKey, sealed.ciphertext, context);
+    const plaintext = open(dataKey, sealed.ciphertext, context);
+    rememberPlaintext(plaintext);
+    return plaintext;
   } finally {
     dataKey.fill(0);
   }
@@ -189,4 +193,22 @@ export function valueMac(ring: MasterKeyRing, value: Buffer): string {
     .update('switchyard-value-mac\0')
     .update(value)
     .digest('base64url');
+}
+
+/**
+ * Tells the process's known-secrets registry about a plaintext being sealed or opened, so
+ * logs and streams scrub it. A sealed JSON object (a set of credentials) gives each of its
+ * string fields as well, since each can be printed alone.
+ */
+function rememberPlaintext(plaintext: Buffer): void {
+  knownSecrets.add(plaintext);
+  if (plaintext[0] !== 0x7b) return;
+  try {
+    const parsed: unknown = JSON.parse(plaintext.toString('utf8'));
+    if (parsed === null || typeof parsed !== 'object') return;
+    for (const field of Object.values(parsed))
+      if (typeof field === 'string') knownSecrets.add(field);
+  } catch {
+    // Not JSON: the whole value is known already.
+  }
 }

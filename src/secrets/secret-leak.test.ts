@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { testBackends } from '../../test/support/database.js';
+import { REDACTED, textForms } from '../platform/known-secrets.js';
 import { createRepo, makeTempDir } from '../builds/test-support/git-repos.js';
 import {
   eventually,
@@ -18,6 +19,8 @@ const SERVER = String.raw`
 const http = require('node:http');
 console.log('booting with LEAKY=' + process.env.LEAKY);
 console.error('pem follows:\n' + process.env.PEM + '\npem done');
+console.log('tricky is ' + process.env.TRICKY);
+console.log('committed: ' + require('node:fs').readFileSync('committed.env', 'utf8'));
 http.createServer((req, res) => res.end(req.url === '/healthz' ? 'ok' : 'hello')).listen(Number(process.env.PORT), process.env.HOST);
 process.on('SIGTERM', () => process.exit(0));
 `;
@@ -67,7 +70,11 @@ for (const backend of testBackends()) {
       const pemLine = `MIIB${randomBytes(12).toString('hex')}`;
       const pem = `-----BEGIN KEY-----\n${pemLine}\n-----END KEY-----`;
       const rotated = `rotated-${randomBytes(8).toString('hex')}`;
-      const needles = [planted, pemLine, rotated];
+      // Quotes, a backslash, non-ASCII and a newline: JSON lines hold it escaped.
+      const tricky = `q"uo\\te é✓ ${randomBytes(6).toString('hex')}\nsecond-line-${randomBytes(6).toString('hex')}`;
+      // Another project's secret: no redaction list of this service names it.
+      const foreign = `foreign-${randomBytes(8).toString('hex')}`;
+      const needles = [planted, pemLine, rotated, tricky, foreign].flatMap(textForms);
       const bodies: string[] = [];
       const call = async (
         method: 'GET' | 'POST' | 'PUT',
@@ -86,6 +93,10 @@ for (const backend of testBackends()) {
       };
 
       const { owner, slug } = await seedProject(t.app);
+      const other = await seedProject(t.app);
+      await call('PUT', `/v1/projects/${other.slug}/secrets/FOREIGN`, other.owner.headers, {
+        value: foreign,
+      });
       const repo = await createRepo(fixtures, {
         'package.json': JSON.stringify({
           name: 'leaky',
@@ -95,7 +106,7 @@ for (const backend of testBackends()) {
             start: 'node server.js',
           },
         }),
-        'committed.env': `LEAKY=${planted}\n`,
+        'committed.env': `LEAKY=${planted}\nFOREIGN=${foreign}\n`,
         'server.js': SERVER,
       });
       const service = await call('POST', `/v1/projects/${slug}/services`, owner.headers, {
@@ -106,6 +117,25 @@ for (const backend of testBackends()) {
       const serviceId = service.json<{ id: string }>().id;
       await call('PUT', `/v1/projects/${slug}/secrets/LEAKY`, owner.headers, { value: planted });
       await call('PUT', `/v1/services/${serviceId}/secrets/PEM`, owner.headers, { value: pem });
+      await call('PUT', `/v1/services/${serviceId}/secrets/TRICKY`, owner.headers, {
+        value: tricky,
+      });
+
+      // Arbitrary fields: a client's request id (in every log line of its request), a path
+      // echoed into an error message and the request log, a body field a handler logs.
+      const echoed = await call('GET', `/v1/projects/${slug}`, {
+        ...owner.headers,
+        'x-request-id': planted,
+      });
+      assert.equal(echoed.statusCode, 200);
+      const unknown = await call('GET', `/v1/no-such/${foreign}`, owner.headers);
+      assert.equal(unknown.statusCode, 404);
+      assert.match(unknown.json<{ error: { message: string } }>().error.message, /\[REDACTED\]/);
+      t.deps.logger.info(
+        { req: { headers: { 'x-note': tricky } }, body: { note: `see ${foreign}` } },
+        'request body echoed',
+      );
+      assert.ok(t.logs.some((line) => line.includes('request body echoed')));
 
       // Build: the repository prints a committed copy of the secret.
       const build = (
@@ -123,6 +153,7 @@ for (const backend of testBackends()) {
       ).then((status) => assert.equal(status, 'succeeded'));
       const buildLog = await call('GET', `/v1/builds/${build.id}/logs`, owner.headers);
       assert.match(buildLog.body, /LEAKY=\[REDACTED\]/);
+      assert.match(buildLog.body, /FOREIGN=\[REDACTED\]/);
       bodies.push(
         await readStream(`${base}/v1/builds/${build.id}/logs?follow=true`, owner.headers, (text) =>
           text.includes('event: end'),
@@ -144,17 +175,20 @@ for (const backend of testBackends()) {
       );
       const workloadLog = await eventually('boot lines logged', async () => {
         const logs = await call('GET', `/v1/deployments/${deployment.id}/logs`, owner.headers);
-        return logs.body.includes('booting with') && logs.body.includes('pem done')
+        return logs.body.includes('booting with') && logs.body.includes('FOREIGN=')
           ? logs.body
           : undefined;
       });
       assert.match(workloadLog, /booting with LEAKY=\[REDACTED\]/);
+      assert.match(workloadLog, /tricky is \[REDACTED\]/);
+      assert.match(workloadLog, /FOREIGN=\[REDACTED\]/);
       const followed = await readStream(
         `${base}/v1/deployments/${deployment.id}/logs?follow=true`,
         owner.headers,
-        (text) => text.includes('pem done'),
+        (text) => text.includes('FOREIGN='),
       );
       assert.match(followed, /booting with LEAKY=\[REDACTED\]/);
+      assert.match(followed, /FOREIGN=\[REDACTED\]/);
       bodies.push(followed);
 
       // Rotate to another planted value: the new instances' output is redacted too.
@@ -184,10 +218,14 @@ for (const backend of testBackends()) {
       const jobs = await sql<{ data: string }>`SELECT data::text AS data FROM pgboss.job`.execute(
         t.deps.database.db,
       );
+      const buildLines = await sql<{ line: string }>`SELECT line FROM build_logs`.execute(
+        t.deps.database.db,
+      );
       const haystacks = {
         logger: t.logs,
         responses: bodies,
         workloadLogFiles: files,
+        buildLogRows: buildLines.rows.map((row) => row.line),
         jobPayloads: jobs.rows.map((row) => row.data),
       };
       for (const [where, texts] of Object.entries(haystacks)) {
@@ -199,6 +237,10 @@ for (const backend of testBackends()) {
         }
       }
       assert.ok(t.logs.length > 50 && files.length >= 2, 'the search covered real output');
+      assert.ok(
+        t.logs.some((line) => line.includes(`"reqId":"${REDACTED}"`)),
+        'the planted request id was logged, scrubbed',
+      );
     });
   });
 }

@@ -1,3 +1,4 @@
+import { knownSecrets } from '../platform/known-secrets.js';
 import { AppError } from '../platform/errors.js';
 import { openValue, sealValue, SecretCryptoError, type MasterKeyRing } from './secret-crypto.js';
 import type { StoredValue } from './secret.repository.js';
@@ -71,6 +72,7 @@ export function createVaultStore(client: VaultKvClient, prefix: string): SecretV
   return {
     backend: 'vault',
     async put(secretId, _version, value) {
+      knownSecrets.add(value);
       const path = pathOf(secretId);
       const metadata = await client.readMetadata(path);
       const written = await client.write(
@@ -97,7 +99,9 @@ export function createVaultStore(client: VaultKvClient, prefix: string): SecretV
           `Version ${row.version} holds no value in Vault`,
         );
       }
-      return Buffer.from(encoded, 'base64');
+      const value = Buffer.from(encoded, 'base64');
+      knownSecrets.add(value);
+      return value;
     },
     async destroy(secretId, rows) {
       const versions = rows.flatMap((row) =>

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
+import { knownSecrets, scrubJson } from '../known-secrets.js';
 import { trackRouteMethods } from './route-methods.js';
 
 interface Envelope {
@@ -102,11 +103,13 @@ export function toAppError(error: unknown): AppError | undefined {
   return undefined;
 }
 
+/** Sends the envelope; a known secret value echoed into the message or details is scrubbed. */
 export function sendError(reply: FastifyReply, request: FastifyRequest, error: AppError): void {
+  const message = knownSecrets.scrub(error.message);
   const body: Envelope = {
-    error: { code: error.code, message: error.message, requestId: String(request.id) },
+    error: { code: error.code, message, requestId: String(request.id) },
   };
-  if (error.details !== undefined) body.error.details = error.details;
+  if (error.details !== undefined) body.error.details = scrubJson(error.details);
   for (const [name, value] of Object.entries(error.headers ?? {})) void reply.header(name, value);
   void reply.status(ERROR_CODES[error.code].status).type('application/json').send(body);
 }

@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { knownSecrets } from '../known-secrets.js';
 
 export interface ServerSentEvent {
   event?: string;
@@ -39,7 +40,8 @@ export async function sendEventStream(
       if (event.event !== undefined) frame += `event: ${event.event}\n`;
       if (event.id !== undefined) frame += `id: ${event.id}\n`;
       frame += `data: ${JSON.stringify(event.data)}\n\n`;
-      raw.write(frame);
+      // Streams carry output written by others: known secret values never leave in it.
+      raw.write(knownSecrets.scrub(frame));
     }
   } catch (error) {
     request.log.warn({ err: error }, 'event stream failed');

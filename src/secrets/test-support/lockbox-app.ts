@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { REDACTED_PATHS } from '../../platform/logger.js';
+import { REDACTION } from '../../platform/logger.js';
 import { loadConfig } from '../../platform/config.js';
 import { createDependencies, type Dependencies } from '../../platform/dependencies.js';
 import { buildApp, type AppInstance } from '../../platform/app.js';
@@ -71,11 +71,8 @@ export async function startLockboxApp(
       done();
     },
   });
-  // The production logger's settings (redaction paths included), writing into `logs`.
-  const logger = pino(
-    { level: 'debug', redact: { paths: REDACTED_PATHS, censor: '[REDACTED]' } },
-    sink,
-  );
+  // The production logger's redaction (paths, then known values in the line), into `logs`.
+  const logger = pino({ level: 'debug', ...REDACTION }, sink);
   const deps = await createDependencies(config, logger, {
     ...(database === undefined ? {} : { database: database.database }),
     resolver: fakeResolver,
