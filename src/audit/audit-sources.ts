@@ -93,6 +93,26 @@ export function securityEventToAudit(
               : { from: 'disabled', to: 'active' },
         },
       };
+    case 'user.created':
+      return {
+        action: 'user.create',
+        actor: event.byUserId === null ? userActor(event.userId) : userActor(event.byUserId),
+        resource: user(event.userId),
+        details: { via: event.via, ...where },
+      };
+    case 'sign_up.email_taken':
+      return {
+        action: 'auth.sign_up',
+        outcome: 'failure',
+        ...(event.userId === null ? {} : { resource: user(event.userId) }),
+        details: { reason: 'email_taken', ...where },
+      };
+    case 'sign_up.token_refused':
+      return {
+        action: 'auth.sign_up.verify',
+        outcome: denied,
+        details: { reason: event.reason, ...where },
+      };
     case 'api_token.created':
       return {
         action: 'api_token.create',

@@ -135,6 +135,33 @@ export function createAccountService(deps: {
     },
 
     /**
+     * Creates an account, active at once: the admin vouches for the address. 409
+     * ACCOUNT_EXISTS when the address has one (an admin may know that).
+     */
+    async createUser(
+      principal: Principal,
+      input: { email: string; password: string; name: string },
+    ) {
+      assertInstanceAdmin(principal);
+      const passwordHash = await hasher.hash(input.password);
+      const user = await repo.insertUser(db, {
+        email: input.email.trim().toLowerCase(),
+        name: input.name.trim(),
+        passwordHash,
+      });
+      if (user === undefined) {
+        throw new AppError('ACCOUNT_EXISTS', 'An account with that email already exists');
+      }
+      recordSecurityEvent(logger, {
+        type: 'user.created',
+        userId: user.id,
+        via: 'admin',
+        byUserId: principal.userId,
+      });
+      return toAdminUserResponse(user);
+    },
+
+    /**
      * Disables or enables a user, or sets a new password. Disabling signs them out
      * everywhere at once; a new password does too and lifts any sign-in lockout.
      */

@@ -7,13 +7,28 @@ import { AdminUser, passwordSchemas } from './auth.schema.js';
 /** Instance administration of accounts: instance admins only. */
 export function registerAdminUserRoutes(app: AppInstance, deps: AppDeps): void {
   const { accounts } = deps.domain;
-  const { UpdateUserBody } = passwordSchemas(deps.config.auth.password);
+  const { CreateUserBody, UpdateUserBody } = passwordSchemas(deps.config.auth.password);
   const tags = ['admin'];
 
   app.get('/admin/users', {
     schema: { tags, querystring: PageQuery, response: { 200: pageOf(AdminUser), ...commonErrors } },
     handler: async (request) =>
       accounts.listUsers(principalOf(request), toPageRequest(request.query)),
+  });
+
+  app.post('/admin/users', {
+    schema: {
+      tags,
+      description:
+        'Creates an account, usable at once whatever the sign-up mode (the only way in when SWITCHYARD_SIGN_UP=closed). 409 ACCOUNT_EXISTS when the address has one.',
+      body: CreateUserBody,
+      response: { 201: AdminUser, ...commonErrors },
+    },
+    handler: async (request, reply) => {
+      const user = await accounts.createUser(principalOf(request), request.body);
+      void reply.status(201);
+      return user;
+    },
   });
 
   app.patch('/admin/users/:id', {

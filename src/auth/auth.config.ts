@@ -22,6 +22,43 @@ export interface IdentityConfig {
   revocationPollMs: number;
   cookieSecure: 'auto' | 'always' | 'never';
   oidc: OidcConfig | undefined;
+  signUp: SignUpPolicy;
+  /** Outbound mail for sign-up verification; unset, no mail is sent. */
+  smtp: SmtpConfig | undefined;
+  retention: IdentityRetention;
+}
+
+/**
+ * Who may create an account. `open`: anyone, usable at once. `verify`: anyone who proves
+ * the email address by redeeming a mailed token. `closed`: only instance admins create users.
+ */
+export type SignUpMode = 'open' | 'verify' | 'closed';
+
+export interface SignUpPolicy {
+  mode: SignUpMode;
+  /** How long a mailed verification token stays redeemable. */
+  tokenTtlSeconds: number;
+  /** At most one sign-up mail per address in this interval, so nobody can flood a mailbox. */
+  mailIntervalSeconds: number;
+}
+
+export interface SmtpConfig {
+  /** smtp:// (STARTTLS, required outside loopback) or smtps:// (TLS); no password inside. */
+  url: string;
+  /** A file holding the SMTP password, re-read when it changes. */
+  passwordFile: string | undefined;
+  from: string;
+}
+
+/** How long identity rows outlive their use before the purge job deletes them. */
+export interface IdentityRetention {
+  /** Expired or revoked sessions, expired refresh tokens, used or expired sign-up tokens. */
+  days: number;
+  /** Failed sign-in counters with no failure (and no lock) for this long. */
+  signInFailureHours: number;
+  /** Rows deleted per statement: each batch is its own short transaction. */
+  batchSize: number;
+  everyMinutes: number;
 }
 
 export interface PasswordPolicy {
@@ -110,7 +147,65 @@ export function readIdentityConfig(read: Reader): IdentityConfig {
       'auto',
     ),
     oidc: readOidcConfig(read),
+    ...readSignUpConfig(read),
+    retention: {
+      days: read.int('SWITCHYARD_IDENTITY_RETENTION_DAYS', 7, 0, 3_650),
+      signInFailureHours: read.int('SWITCHYARD_SIGN_IN_FAILURE_RETENTION_HOURS', 24, 1, 8_760),
+      batchSize: read.int('SWITCHYARD_IDENTITY_PURGE_BATCH_SIZE', 1_000, 10, 100_000),
+      everyMinutes: read.int('SWITCHYARD_IDENTITY_PURGE_EVERY_MINUTES', 15, 1, 60),
+    },
   };
+}
+
+function readSignUpConfig(read: Reader): Pick<IdentityConfig, 'signUp' | 'smtp'> {
+  const smtp = readSmtpConfig(read);
+  const mode = read.oneOf(
+    'SWITCHYARD_SIGN_UP',
+    ['open', 'verify', 'closed'] as const,
+    smtp === undefined ? 'open' : 'verify',
+  );
+  if (mode === 'verify' && smtp === undefined) {
+    read.problems.push('SWITCHYARD_SIGN_UP: verify needs outbound mail (SWITCHYARD_SMTP_URL)');
+  }
+  return {
+    smtp,
+    signUp: {
+      mode,
+      tokenTtlSeconds: read.int('SWITCHYARD_SIGN_UP_TOKEN_TTL_SECONDS', 86_400, 300, 604_800),
+      mailIntervalSeconds: read.int('SWITCHYARD_SIGN_UP_MAIL_INTERVAL_SECONDS', 300, 1, 86_400),
+    },
+  };
+}
+
+function readSmtpConfig(read: Reader): SmtpConfig | undefined {
+  const url = read.url('SWITCHYARD_SMTP_URL', ['smtp:', 'smtps:']);
+  const passwordFile = read.string('SWITCHYARD_SMTP_PASSWORD_FILE');
+  // Secrets come from files only: a plain variable leaks through /proc and crash reports.
+  if (passwordFile === undefined && read.string('SWITCHYARD_SMTP_PASSWORD') !== undefined) {
+    read.problems.push(
+      'SWITCHYARD_SMTP_PASSWORD: not read from the environment; put it in a file named by SWITCHYARD_SMTP_PASSWORD_FILE',
+    );
+  }
+  if (url === undefined) return undefined;
+  if (hasPassword(url)) {
+    read.problems.push(
+      'SWITCHYARD_SMTP_URL: must not contain a password; put it in a file named by SWITCHYARD_SMTP_PASSWORD_FILE',
+    );
+  }
+  const from = read.string('SWITCHYARD_MAIL_FROM');
+  if (from === undefined) {
+    read.problems.push('SWITCHYARD_MAIL_FROM: required when SWITCHYARD_SMTP_URL is set');
+    return undefined;
+  }
+  return { url, passwordFile, from };
+}
+
+function hasPassword(url: string): boolean {
+  try {
+    return new URL(url).password !== '';
+  } catch {
+    return false;
+  }
 }
 
 function readOidcConfig(read: Reader): OidcConfig | undefined {

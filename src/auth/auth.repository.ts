@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db } from '../platform/db/transaction.js';
+import { joinTransaction, type Db } from '../platform/db/transaction.js';
 import type { UserRow } from '../platform/db/schema.js';
 import type { PageRequest } from '../platform/http/pagination.js';
 import { afterCursor, cursorPosition, fetchSize } from '../platform/db/keyset.js';
@@ -23,13 +23,14 @@ export async function findUserById(db: Db, id: string): Promise<UserRow | undefi
 /**
  * Inserts a user; the first account of the instance becomes its admin. Serialised by a
  * transaction-level advisory lock so two first registrations cannot both become admin.
- * Returns undefined when the email is taken.
+ * Returns undefined when the email is taken. Joins the caller's transaction when `db` is
+ * one (a redeemed sign-up token and its user commit together).
  */
 export async function insertUser(
   db: Db,
   user: { email: string; name: string; passwordHash: string },
 ): Promise<UserRow | undefined> {
-  return db.transaction().execute(async (trx) => {
+  return joinTransaction(db, async (trx) => {
     await sql`SELECT pg_advisory_xact_lock(724311002)`.execute(trx);
     const existing = await trx.selectFrom('users').select('id').limit(1).executeTakeFirst();
     return trx
@@ -276,8 +277,7 @@ export async function findSession(db: Db, sessionId: string): Promise<UserSessio
 
 /**
  * One more failed sign-in for the account name; returns the count in the current streak.
- * TODO: prune rows idle for a day, and expired sessions and refresh tokens — identity has no
- * maintenance job yet; the rows are small, but names without accounts add to them.
+ * Idle rows are deleted by the identity purge job (identity-purge.repository.ts).
  */
 export async function addSignInFailure(db: Db, accountKey: string): Promise<number> {
   const row = await identityDb(db)

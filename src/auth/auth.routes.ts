@@ -7,9 +7,10 @@ import { commonErrors, Uuid } from '../platform/http/schemas.js';
 import { AppError } from '../platform/errors.js';
 import { assertSignedInPerson } from '../access/scopes.js';
 import type { ClientInfo } from './auth.service.js';
-import { toUserResponse } from './account.service.js';
 import {
   BrowserSessionSchema,
+  SignUpAcceptedSchema,
+  VerifySignUpBody,
   passwordSchemas,
   SessionSchema,
   TokenPair,
@@ -35,18 +36,37 @@ export function clientInfo(request: FastifyRequest): ClientInfo {
 
 /** Sign-up and sign-in: the /v1 routes that take no access token. */
 export function registerPublicAuthRoutes(app: AppInstance, deps: AppDeps): void {
-  const { auth } = deps.domain;
+  const { auth, signUp } = deps.domain;
   const { RegisterBody, LoginBody } = passwordSchemas(deps.config.auth.password);
   const cookieMode = deps.config.auth.cookieSecure;
   const tags = ['auth'];
 
   app.post('/auth/register', {
-    schema: { tags, security: [], body: RegisterBody, response: { 201: User, ...commonErrors } },
-    handler: async (request, reply) => {
-      const user = await auth.register(request.body, clientInfo(request));
-      void reply.status(201);
-      return toUserResponse(user);
+    schema: {
+      tags,
+      security: [],
+      description:
+        'Signs up. Answers 202 with the same body for every address, taken or not; `next` says whether to sign in now or redeem the mailed token first (the sign-up mode). 403 SIGN_UP_CLOSED when only instance admins create users.',
+      body: RegisterBody,
+      response: { 202: SignUpAcceptedSchema, ...commonErrors },
     },
+    handler: async (request, reply) => {
+      const accepted = await signUp.register(request.body, clientInfo(request));
+      void reply.status(202);
+      return accepted;
+    },
+  });
+
+  app.post('/auth/verify', {
+    schema: {
+      tags,
+      security: [],
+      description:
+        'Redeems the token mailed at sign-up: creates the account and answers it. The token works once, until it expires.',
+      body: VerifySignUpBody,
+      response: { 200: User, ...commonErrors },
+    },
+    handler: async (request) => signUp.verify(request.body.token, clientInfo(request)),
   });
 
   app.post('/auth/login', {

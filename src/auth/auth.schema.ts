@@ -25,6 +25,20 @@ export const User = Type.Object({
   createdAt: Timestamp,
 });
 
+export const SignUpAcceptedSchema = Type.Object({
+  status: Type.Literal('accepted'),
+  next: Type.Union([Type.Literal('sign_in'), Type.Literal('verify_email')], {
+    description:
+      'sign_in: the account (if the address was free) is ready; verify_email: a token was mailed',
+  }),
+  message: Type.String(),
+});
+
+export const VerifySignUpBody = Type.Object(
+  { token: Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$' }) },
+  { additionalProperties: false },
+);
+
 export const AdminUser = Type.Object({
   id: Uuid,
   email: Type.String(),
@@ -104,6 +118,10 @@ export function passwordSchemas(policy: PasswordPolicy) {
     ),
     ChangePasswordBody: Type.Object(
       { currentPassword: AnyPassword, newPassword: NewPassword },
+      { additionalProperties: false },
+    ),
+    CreateUserBody: Type.Object(
+      { email: Email, password: NewPassword, name: Type.String({ minLength: 1, maxLength: 200 }) },
       { additionalProperties: false },
     ),
     UpdateUserBody: Type.Object(

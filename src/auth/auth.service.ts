@@ -168,18 +168,6 @@ export function createAuthService(deps: {
     startSession,
     revokeSessions,
 
-    async register(input: { email: string; password: string; name: string }, client: ClientInfo) {
-      const email = input.email.trim().toLowerCase();
-      await guard.checkRate('register', contextOf(client), email);
-      const passwordHash = await hasher.hash(input.password);
-      const user = await repo.insertUser(db, { email, name: input.name.trim(), passwordHash });
-      if (user === undefined) {
-        throw new AppError('ACCOUNT_EXISTS', 'An account with that email already exists');
-      }
-      logger.info({ userId: user.id, isInstanceAdmin: user.is_instance_admin }, 'user registered');
-      return user;
-    },
-
     /**
      * Signs in with email and password. Unknown emails, wrong passwords and disabled
      * accounts get the same answer after the same work; failures count toward lockout.

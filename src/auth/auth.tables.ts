@@ -81,6 +81,18 @@ export type ProjectGroupRolesTable = {
 
 export type MemberGrantSource = 'manual' | 'oidc';
 
+/** Migration 0007: a sign-up awaiting its mailed verification token. */
+export type PendingSignUpsTable = {
+  id: Generated<string>;
+  email: string;
+  name: string;
+  password_hash: string;
+  token_hash: string | null;
+  expires_at: Timestamp;
+  used_at: Timestamp | null;
+  created_at: Generated<Date>;
+};
+
 export type IdentityTables = {
   user_sessions: UserSessionsTable;
   auth_denials: AuthDenialsTable;
@@ -88,6 +100,7 @@ export type IdentityTables = {
   api_tokens: ApiTokensTable;
   user_identities: UserIdentitiesTable;
   project_group_roles: ProjectGroupRolesTable;
+  pending_sign_ups: PendingSignUpsTable;
   project_members: {
     granted_by: ColumnType<MemberGrantSource, MemberGrantSource | undefined, MemberGrantSource>;
   };

@@ -43,7 +43,6 @@ interface Denial {
 
 // Rows committed slightly out of order (a transaction that started earlier) are still read.
 const POLL_OVERLAP_MS = 10_000;
-const PRUNE_EVERY_POLLS = 60;
 
 export function createDenyList(options: DenyListOptions): DenyList {
   const { logger } = options;
@@ -52,7 +51,6 @@ export function createDenyList(options: DenyListOptions): DenyList {
   let since: Date | undefined;
   let timer: NodeJS.Timeout | undefined;
   let subscriber: Redis | undefined;
-  let polls = 0;
   let isClosed = false;
   let isPollFailing = false;
 
@@ -130,14 +128,8 @@ export function createDenyList(options: DenyListOptions): DenyList {
 
   async function poll(): Promise<void> {
     try {
+      // Expired rows are deleted by the identity purge job, not by every replica's poll.
       await readSince(since);
-      polls += 1;
-      if (polls % PRUNE_EVERY_POLLS === 0) {
-        await db
-          .deleteFrom('auth_denials')
-          .where('expires_at', '<', sql<Date>`now() - interval '1 minute'`)
-          .execute();
-      }
       if (isPollFailing) logger.info('deny list reads the database again');
       isPollFailing = false;
     } catch (error) {

@@ -19,6 +19,10 @@ import {
 } from './rate-limiter.js';
 import { createRedisFallback } from './redis-fallback.js';
 import { createSignInGuard, type SignInGuard } from './sign-in-guard.js';
+import type { Queue } from '../platform/queue.js';
+import { createIdentityPurge } from './identity-purge.js';
+import { createSmtpMailer } from './mailer.js';
+import { createSignUpService } from './sign-up.service.js';
 
 /** The long-lived parts of identity: deny list, rate limits, password hashing, Redis link. */
 export interface Identity {
@@ -97,6 +101,8 @@ export function createIdentityServices(deps: {
   keys: KeyRing;
   identity: Identity;
   projects: ProjectService;
+  queue: Queue;
+  metrics: Metrics;
 }) {
   const { config, logger, identity, projects } = deps;
   const db = deps.database.db;
@@ -126,5 +132,20 @@ export function createIdentityServices(deps: {
   });
   const oidc = createOidcService({ db, logger, config: config.auth.oidc, auth });
   const groupRoles = createGroupRoleService({ db, projects });
-  return { auth, accounts, apiTokens, oidc, groupRoles };
+  const signUp = createSignUpService({
+    db,
+    logger,
+    hasher: identity.hasher,
+    guard: identity.guard,
+    queue: deps.queue,
+    policy: config.auth.signUp,
+    mailer: config.auth.smtp === undefined ? undefined : createSmtpMailer(config.auth.smtp),
+  });
+  const identityPurge = createIdentityPurge({
+    db,
+    logger,
+    registry: deps.metrics.registry,
+    retention: config.auth.retention,
+  });
+  return { auth, accounts, apiTokens, oidc, groupRoles, signUp, identityPurge };
 }

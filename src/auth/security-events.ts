@@ -25,6 +25,15 @@ export type SecurityEvent =
   | { type: 'user.disabled'; userId: string; byUserId: string }
   | { type: 'user.enabled'; userId: string; byUserId: string }
   | {
+      type: 'user.created';
+      userId: string;
+      via: 'sign_up' | 'verified_sign_up' | 'admin';
+      byUserId: string | null;
+    }
+  /** A sign-up named an address that has an account: nothing was created. */
+  | { type: 'sign_up.email_taken'; userId: string | null }
+  | { type: 'sign_up.token_refused'; reason: 'unknown' | 'used' | 'expired' }
+  | {
       type: 'api_token.created';
       userId: string;
       apiTokenId: string;

@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Static } from '@sinclair/typebox';
 import type { User } from '../auth/auth.routes.js';
+import type { SignUpAcceptedSchema } from '../auth/auth.schema.js';
 import type { Project, Environment } from '../projects/project.schema.js';
 import type { ServiceSchema, Variables } from '../services/service.schema.js';
 import type { BuildLogs, BuildSchema } from '../builds/build.schema.js';
@@ -25,6 +26,7 @@ import type {
 } from '../secrets/secret.schema.js';
 
 export type UserResponse = Static<typeof User>;
+export type SignUpAcceptedResponse = Static<typeof SignUpAcceptedSchema>;
 export type ProjectResponse = Static<typeof Project>;
 export type EnvironmentResponse = Static<typeof Environment>;
 export type ServiceResponse = Static<typeof ServiceSchema>;
@@ -126,7 +128,9 @@ export class ApiClient {
   }
 
   register = (input: { email: string; password: string; name: string }) =>
-    this.call<UserResponse>('POST', '/v1/auth/register', { json: input });
+    this.call<SignUpAcceptedResponse>('POST', '/v1/auth/register', { json: input });
+  verify = (token: string) =>
+    this.call<UserResponse>('POST', '/v1/auth/verify', { json: { token } });
   login = (input: { email: string; password: string }) =>
     this.call<TokenPair>('POST', '/v1/auth/login', { json: input });
   refresh = (refreshToken: string) =>

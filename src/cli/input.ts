@@ -49,7 +49,7 @@ export async function readPassword(
 }
 
 /** Reads one line from a terminal in raw mode, echoing nothing. Ctrl-C and Ctrl-D abort. */
-function promptHidden(stdin: CliInput, stderr: Writer, prompt: string): Promise<string> {
+export function promptHidden(stdin: CliInput, stderr: Writer, prompt: string): Promise<string> {
   stderr.write(prompt);
   stdin.setRawMode?.(true);
   stdin.resume();

@@ -31,6 +31,7 @@ import { rollback } from './commands/rollback.js';
 import { secrets } from './commands/secrets.js';
 import { services } from './commands/services.js';
 import { status } from './commands/status.js';
+import { verify } from './commands/verify.js';
 import { whoami } from './commands/whoami.js';
 
 const GLOBAL_OPTIONS = {
@@ -42,6 +43,7 @@ const GLOBAL_OPTIONS = {
 
 const COMMANDS: Array<Command | CommandGroup> = [
   register,
+  verify,
   login,
   logout,
   whoami,

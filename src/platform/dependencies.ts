@@ -178,6 +178,8 @@ export async function createDependencies(
     owned.push(() => identity.close());
     const queue = createQueue(database, logger, {
       pollingIntervalSeconds: overrides.pollingIntervalSeconds ?? 0.5,
+      // Processes that take jobs also send the scheduled ones (the identity purge).
+      schedule: config.process.role !== 'api',
     });
     const resolver = overrides.resolver ?? systemResolver;
 

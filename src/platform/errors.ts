@@ -12,6 +12,10 @@ export const ERROR_CODES = {
   SECRET_VALUE_INVALID: { status: 400, meaning: 'a secret name or value is malformed' },
   GIT_URL_REJECTED: { status: 400, meaning: 'a git URL breaks the git URL policy' },
   OUTBOUND_URL_REJECTED: { status: 400, meaning: 'an outbound URL breaks the outbound policy' },
+  SIGN_UP_TOKEN_INVALID: {
+    status: 400,
+    meaning: 'a sign-up verification token is unknown, already used or expired',
+  },
   AUTHENTICATION_REQUIRED: { status: 401, meaning: 'no credentials were given' },
   AUTHENTICATION_FAILED: { status: 401, meaning: 'the credentials are wrong, expired or revoked' },
   OIDC_SIGN_IN_FAILED: {
@@ -20,6 +24,7 @@ export const ERROR_CODES = {
   },
   FORBIDDEN: { status: 403, meaning: 'the caller lacks the role this action needs' },
   CSRF_TOKEN_INVALID: { status: 403, meaning: 'a cookie-session request lacks its CSRF token' },
+  SIGN_UP_CLOSED: { status: 403, meaning: 'sign-up is closed; an instance admin creates users' },
   NOT_FOUND: { status: 404, meaning: 'the route does not exist' },
   PROJECT_NOT_FOUND: { status: 404, meaning: 'no project with that id or slug is visible' },
   ENVIRONMENT_NOT_FOUND: { status: 404, meaning: 'no environment with that id or name' },

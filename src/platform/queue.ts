@@ -15,6 +15,8 @@ export interface JobDefinition<T> {
   retryDelaySeconds: number;
   /** A job running longer than this is considered lost (its worker died) and retried. */
   expireInSeconds: number;
+  /** `singleton`: at most one job of the queue runs at a time, across every replica. */
+  policy?: 'standard' | 'singleton';
   parse(data: unknown): T;
 }
 
@@ -24,8 +26,14 @@ export interface Queue {
   send<T>(
     job: JobDefinition<T>,
     data: T,
-    options?: { trx?: Trx; singletonKey?: string },
+    options?: { trx?: Trx; singletonKey?: string; singletonSeconds?: number },
   ): Promise<string | null>;
+  /**
+   * Sends the job on a cron schedule (UTC), once per slot whatever the number of replicas.
+   * Idempotent: replicas starting together keep one schedule. Needs the queue created with
+   * `schedule: true` in some running process.
+   */
+  schedule<T>(job: JobDefinition<T>, cron: string, data: T): Promise<void>;
   work<T>(
     job: JobDefinition<T>,
     handler: (data: T, meta: { jobId: string; retryCount: number }) => Promise<void>,
@@ -95,13 +103,14 @@ function trxAdapter(trx: Trx): PgBoss.Db {
 export function createQueue(
   database: Database,
   logger: Logger,
-  options: { pollingIntervalSeconds?: number } = {},
+  options: { pollingIntervalSeconds?: number; schedule?: boolean } = {},
 ): Queue {
   const boss = new PgBoss({
     db: adapterFor(database),
     schema: 'pgboss',
     supervise: true,
-    schedule: false,
+    // The timekeeper sends scheduled jobs; pg-boss lets one instance a minute do so.
+    schedule: options.schedule ?? false,
     migrate: true,
     maintenanceIntervalSeconds: 30,
     monitorStateIntervalSeconds: 30,
@@ -130,6 +139,7 @@ export function createQueue(
         retryDelay: job.retryDelaySeconds,
         retryBackoff: true,
         expireInSeconds: job.expireInSeconds,
+        policy: job.policy ?? 'standard',
       };
       // Replicas starting together create queues at once; pg-boss's create_queue inserts a row
       // then alters tables referencing it, so two of them can deadlock. It is idempotent: retry.
@@ -165,7 +175,21 @@ export function createQueue(
         ...(sendOptions.singletonKey === undefined
           ? {}
           : { singletonKey: sendOptions.singletonKey }),
+        ...(sendOptions.singletonSeconds === undefined
+          ? {}
+          : { singletonSeconds: sendOptions.singletonSeconds }),
         ...(sendOptions.trx === undefined ? {} : { db: trxAdapter(sendOptions.trx) }),
+      });
+    },
+
+    async schedule(job, cron, data) {
+      await queue.define(job);
+      await boss.schedule(job.name, cron, data as object, {
+        tz: 'UTC',
+        retryLimit: job.retryLimit,
+        retryDelay: job.retryDelaySeconds,
+        retryBackoff: true,
+        expireInSeconds: job.expireInSeconds,
       });
     },
 

@@ -7,6 +7,7 @@ import { BUILD_RUN } from '../builds/build.jobs.js';
 import { reapOrphanedBuilds } from '../builds/build-process.js';
 import { DEPLOYMENT_RECONCILE } from '../deployments/deployment.jobs.js';
 import { SECRET_ROTATE } from '../secrets/rotation.jobs.js';
+import { IDENTITY_PURGE, IDENTITY_SIGN_UP_MAIL, startIdentityWork } from '../auth/identity.jobs.js';
 import { openAuditScope, runInAuditScope } from '../audit/audit-context.js';
 import type { JobSubject } from '../audit/audit.repository.js';
 
@@ -103,6 +104,8 @@ const JOBS: ReadonlyArray<JobDefinition<unknown>> = [
   BUILD_RUN,
   DEPLOYMENT_RECONCILE,
   SECRET_ROTATE,
+  IDENTITY_SIGN_UP_MAIL,
+  IDENTITY_PURGE,
 ];
 
 /** Starts the queue and defines every job's queue, so sends inside transactions never wait. */
@@ -157,6 +160,8 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
       }),
     );
   }
+  // Sign-up mail, and the scheduled purge of expired sessions, tokens and counters.
+  await startIdentityWork(deps, shutdown.signal, timed);
 
   const { database, logger, config, worker } = deps;
   const heartbeat = startHeartbeat(

@@ -257,7 +257,7 @@ export async function registerAndSignIn(
   api: ApiClient,
   email: string,
 ): Promise<{ accessToken: string; refreshToken: string }> {
-  await api.expect(201, 'POST', '/v1/auth/register', { email, password: PASSWORD, name: 'E2E' });
+  await api.expect(202, 'POST', '/v1/auth/register', { email, password: PASSWORD, name: 'E2E' });
   const tokens = await api.expect<{ accessToken: string; refreshToken: string }>(
     200,
     'POST',

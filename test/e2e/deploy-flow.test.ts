@@ -136,7 +136,7 @@ describe('deploy flow through the compiled product', { timeout: 180_000 }, () =>
       api = server.api;
 
       const credentials = { email: 'e2e@example.com', password: 'a long enough password' };
-      await api.expect(201, 'POST', '/v1/auth/register', { ...credentials, name: 'E2E' });
+      await api.expect(202, 'POST', '/v1/auth/register', { ...credentials, name: 'E2E' });
       const tokens = await api.expect<{ accessToken: string }>(
         200,
         'POST',

@@ -128,7 +128,7 @@ describe(
         assert.deepEqual(jwksA, jwksB);
 
         const email = `replica-${fanOut}-${Date.now()}@example.com`;
-        await a.api.expect(201, 'POST', '/v1/auth/register', {
+        await a.api.expect(202, 'POST', '/v1/auth/register', {
           email,
           password: PASSWORD,
           name: 'Replica',
@@ -168,11 +168,16 @@ describe(
           .execute();
         const admin = await signIn(a, email);
         const other = `other-${fanOut}-${Date.now()}@example.com`;
-        const created = await b.api.expect<{ id: string }>(201, 'POST', '/v1/auth/register', {
-          email: other,
-          password: PASSWORD,
-          name: 'Other',
+        const creation = await fetch(`${b.api.baseUrl}/v1/admin/users`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${admin.accessToken}`,
+            'content-type': 'application/json',
+          },
+          body: JSON.stringify({ email: other, password: PASSWORD, name: 'Other' }),
         });
+        assert.equal(creation.status, 201, 'an admin signed in on A creates a user on B');
+        const created = (await creation.json()) as { id: string };
         const theirs = await signIn(a, other);
         const disable = await fetch(`${b.api.baseUrl}/v1/admin/users/${created.id}`, {
           method: 'PATCH',

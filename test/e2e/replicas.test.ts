@@ -237,7 +237,7 @@ describe('three replicas on one PostgreSQL and Redis', { timeout: 120_000 }, () 
     const first = replicas[0];
     assert.ok(first !== undefined);
     const email = 'limited@example.com';
-    await first.api.expect(201, 'POST', '/v1/auth/register', {
+    await first.api.expect(202, 'POST', '/v1/auth/register', {
       email,
       password: PASSWORD,
       name: 'L',

@@ -168,7 +168,13 @@ for (const backend of testBackends()) {
     });
 
     it('declares sign-up and sign-in public, and lets them through without a token', async () => {
-      for (const path of ['/v1/auth/register', '/v1/auth/login', '/v1/auth/refresh']) {
+      const publicPaths = [
+        '/v1/auth/register',
+        '/v1/auth/verify',
+        '/v1/auth/login',
+        '/v1/auth/refresh',
+      ];
+      for (const path of publicPaths) {
         const operation = operations.find((op) => op.path === path && op.method === 'POST');
         assert.ok(
           operation !== undefined && isPublic(operation),

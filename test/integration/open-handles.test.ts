@@ -121,7 +121,7 @@ describe(
         url: '/v1/auth/register',
         payload: { ...credentials, name: 'H' },
       });
-      assert.equal(registered.statusCode, 201);
+      assert.equal(registered.statusCode, 202);
       const login = await app.inject({
         method: 'POST',
         url: '/v1/auth/login',

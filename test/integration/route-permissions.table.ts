@@ -151,6 +151,7 @@ async function sinkOf({ t, caller }: Context): Promise<string> {
 /** Who may call what. Keep in step with src/access/permissions.ts and docs. */
 export const ROUTES: Record<string, RouteCase> = {
   'POST /v1/auth/register': PUBLIC,
+  'POST /v1/auth/verify': PUBLIC,
   'POST /v1/auth/login': PUBLIC,
   'POST /v1/auth/refresh': PUBLIC,
   'POST /v1/auth/session': PUBLIC,
@@ -207,6 +208,18 @@ export const ROUTES: Record<string, RouteCase> = {
     access: { kind: 'instance-admin' },
     ok: 200,
     request: () => ({ url: '/v1/admin/users' }),
+  },
+  'POST /v1/admin/users': {
+    access: { kind: 'instance-admin' },
+    ok: 201,
+    request: () => ({
+      url: '/v1/admin/users',
+      payload: {
+        email: `made-${randomUUID()}@example.com`,
+        password: 'correct horse battery staple',
+        name: 'Made by an admin',
+      },
+    }),
   },
   'PATCH /v1/admin/users/{id}': {
     access: { kind: 'instance-admin' },

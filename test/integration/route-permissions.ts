@@ -491,6 +491,7 @@ export function describeRoutePermissions(backend: Backend): void {
         ],
         ['/v1/auth/login', { email: 'x@example.com', password: 'whatever', role: 'owner' }],
         ['/v1/auth/refresh', { refreshToken: 'syr_x', userId: randomUUID() }],
+        ['/v1/auth/verify', { token: 'syv_x', email: 'x@example.com' }],
         ['/v1/auth/session', { email: 'x@example.com', password: 'whatever', status: 'active' }],
       ] as const) {
         const response = await t.app.inject({ method: 'POST', url, payload });

@@ -213,7 +213,7 @@ for (const backend of testBackends()) {
           { email: `r${n}-${Date.now()}@example.com`, password: PASSWORD, name: 'R' },
           '10.5.0.1',
         );
-        assert.equal(response.statusCode, 201, response.body);
+        assert.equal(response.statusCode, 202, response.body);
       }
       assertLimited(
         await post(

@@ -77,7 +77,7 @@ export async function signUp(app: AppInstance, overrides: { email?: string; name
     url: '/v1/auth/register',
     payload: { email, password, name: overrides.name ?? `User ${counter}` },
   });
-  if (registered.statusCode !== 201) throw new Error(`register failed: ${registered.body}`);
+  if (registered.statusCode !== 202) throw new Error(`register failed: ${registered.body}`);
   const login = await app.inject({
     method: 'POST',
     url: '/v1/auth/login',
@@ -85,11 +85,7 @@ export async function signUp(app: AppInstance, overrides: { email?: string; name
   });
   if (login.statusCode !== 200) throw new Error(`login failed: ${login.body}`);
   const tokens = login.json<{ accessToken: string; refreshToken: string }>();
-  return {
-    id: registered.json<{ id: string }>().id,
-    email,
-    password,
-    tokens,
-    headers: { authorization: `Bearer ${tokens.accessToken}` },
-  };
+  const headers = { authorization: `Bearer ${tokens.accessToken}` };
+  const me = await app.inject({ method: 'GET', url: '/v1/me', headers });
+  return { id: me.json<{ id: string }>().id, email, password, tokens, headers };
 }

@@ -117,8 +117,12 @@ export async function register(
     url: '/v1/auth/register',
     payload: { email, password: PASSWORD, name },
   });
-  if (response.statusCode !== 201) throw new Error(`register failed: ${response.body}`);
-  return { id: response.json<{ id: string }>().id, email };
+  if (response.statusCode !== 202) throw new Error(`register failed: ${response.body}`);
+  // Sign-up answers alike for every address, so the id comes from a session, ended at once.
+  const { headers } = await login(app, email);
+  const me = await app.inject({ method: 'GET', url: '/v1/me', headers });
+  await app.inject({ method: 'POST', url: '/v1/auth/logout', headers });
+  return { id: me.json<{ id: string }>().id, email };
 }
 
 /** Signs in with the test password; returns the token pair and the bearer header. */

@@ -1,11 +1,11 @@
-import { ApiClient } from '../client.js';
+import { ApiClient, ApiError } from '../client.js';
 import { requireFlag, type Command } from '../context.js';
 import { credentialsFromTokens, saveCredentials } from '../credentials.js';
 import { readPassword } from '../input.js';
 
 export const register: Command = {
   name: 'register',
-  summary: 'create an account, then sign in with it',
+  summary: 'sign up, then sign in (or, with email verification, wait for the token)',
   synopsis: '--email <email> --name <name> [--api <url>] [--password-stdin]',
   arity: [0, 0],
   options: {
@@ -20,11 +20,32 @@ export const register: Command = {
     const password = await readPassword(ctx, { confirm: true });
 
     const anonymous = new ApiClient(apiUrl);
-    const user = await anonymous.register({ email, password, name });
-    const tokens = await anonymous.login({ email, password });
-    await saveCredentials(ctx.credentialsPath, credentialsFromTokens(apiUrl, email, tokens));
+    // The server answers alike whether or not the address has an account.
+    const accepted = await anonymous.register({ email, password, name });
+    if (accepted.next === 'verify_email') {
+      ctx.out.result({ apiUrl, email, next: accepted.next, signedIn: false }, () =>
+        [
+          `signed up ${email} at ${apiUrl}; a verification token is on its way to that address.`,
+          'Redeem it with `switchyard verify`, then `switchyard login`.',
+        ].join('\n'),
+      );
+      return;
+    }
 
-    ctx.out.result(user, () => {
+    const tokens = await anonymous.login({ email, password }).catch((error: unknown) => {
+      if (!(error instanceof ApiError) || error.code !== 'AUTHENTICATION_FAILED') throw error;
+      throw new ApiError(
+        error.code,
+        'signed up, but could not sign in: if the address already had an account, sign in with its password (`switchyard login`)',
+        error.status,
+        error.requestId,
+      );
+    });
+    await saveCredentials(ctx.credentialsPath, credentialsFromTokens(apiUrl, email, tokens));
+    const user = await new ApiClient(apiUrl, {
+      token: async () => tokens.accessToken,
+    }).me();
+    ctx.out.result({ apiUrl, email, next: accepted.next, signedIn: true, user }, () => {
       const role = user.isInstanceAdmin ? ' (instance admin: the first account)' : '';
       return `registered ${user.email}${role} and logged in to ${apiUrl}`;
     });
