@@ -7,7 +7,6 @@ import Fastify, {
   type RawRequestDefaultExpression,
   type RawServerDefault,
 } from 'fastify';
-import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -16,6 +15,7 @@ import type { Dependencies } from './dependencies.js';
 import { handleFrameworkError, installErrorHandling } from './http/error-handler.js';
 import { endEventStreamsOnClose } from './http/sse.js';
 import { refuseWhileClosing, wasRefusedWhileClosing } from './http/closing.js';
+import { helmetHeaders, installSecurityHeaders } from './http/security-headers.js';
 import { cachingSerializerFactory, createValidatorCompiler } from './http/compilers.js';
 import { ErrorEnvelope } from './http/schemas.js';
 import { authenticationHook } from '../auth/auth.hook.js';
@@ -75,7 +75,7 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
   installRequestHooks(app, deps);
   installAuditHooks(app, { recorder: deps.audit.recorder, keys: deps.keys, tokens: config.auth });
 
-  await app.register(helmet, { contentSecurityPolicy: false, global: true });
+  installSecurityHeaders(app, await helmetHeaders({ contentSecurityPolicy: false }));
   await registerBrowserSupport(app, config);
   refuseWhileClosing(app);
   await app.register(swagger, {
@@ -123,27 +123,33 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
 }
 
 function installRequestHooks(app: AppInstance, deps: Dependencies): void {
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     void reply.header('x-request-id', request.id);
+    done();
   });
-  app.addHook('onResponse', async (request, reply) => {
+  // Finding a histogram's child by its labels hashes them; keep each one found. Methods,
+  // routes and statuses are few, so the map stays small.
+  const durations = new Map<string, ReturnType<typeof deps.metrics.httpDuration.labels>>();
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
-    const seconds = reply.elapsedTime / 1000;
-    deps.metrics.httpDuration
-      .labels(request.method, route, String(reply.statusCode))
-      .observe(seconds);
+    const status = reply.statusCode;
+    const key = `${request.method} ${status} ${route}`;
+    let duration = durations.get(key);
+    if (duration === undefined) {
+      duration = deps.metrics.httpDuration.labels(request.method, route, String(status));
+      durations.set(key, duration);
+    }
+    duration.observe(reply.elapsedTime / 1000);
     const fields = {
       method: request.method,
       route,
-      status: reply.statusCode,
+      status,
       durationMs: Math.round(reply.elapsedTime),
     };
     // A request shed while closing was never handled; shedding is expected, not a warning.
-    if (wasRefusedWhileClosing(request)) {
-      request.log.info(fields, 'request refused: shutting down');
-      return;
-    }
-    request.log[reply.statusCode >= 500 ? 'warn' : 'info'](fields, 'request completed');
+    if (wasRefusedWhileClosing(request)) request.log.info(fields, 'request refused: shutting down');
+    else request.log[status >= 500 ? 'warn' : 'info'](fields, 'request completed');
+    done();
   });
 }
 
