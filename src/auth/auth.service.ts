@@ -14,7 +14,8 @@ import type { SessionMethod, SessionTransport } from './auth.tables.js';
 import * as repo from './auth.repository.js';
 import { isCsrfTokenValid, newCsrfToken } from './cookies.js';
 import { recordSecurityEvent } from './security-events.js';
-import { hashOpaqueToken, newRefreshToken, signAccessToken, verifyAccessToken } from './tokens.js';
+import { hashOpaqueToken, newRefreshToken, signAccessToken } from './tokens.js';
+import { createAccessTokenVerifier } from './token-verifier.js';
 
 export type { Principal } from './principal.js';
 
@@ -64,6 +65,7 @@ export function createAuthService(deps: {
   apiTokens: ApiTokenService;
 }) {
   const { db, keys, settings, logger, hasher, denyList, guard } = deps;
+  const accessTokens = createAccessTokenVerifier(keys, settings);
 
   async function signFor(user: UserRow, sessionId: string, csrfHash: string | null) {
     return signAccessToken(keys, settings, {
@@ -148,7 +150,7 @@ export function createAuthService(deps: {
   }
 
   async function authenticateSession(token: string, transport: SessionTransport) {
-    const claims = await verifyAccessToken(keys, settings, token);
+    const claims = await accessTokens.verify(token);
     if (denyList.isDenied(claims.tokenId, claims.sessionId)) throw revoked();
     const principal: Principal = {
       userId: claims.userId,
