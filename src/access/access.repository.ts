@@ -1,4 +1,5 @@
 import type { Db } from '../platform/db/transaction.js';
+import { executePrepared } from '../platform/db/prepared.js';
 import type { Role } from '../platform/db/schema.js';
 
 export interface ProjectAccessRow {
@@ -18,21 +19,23 @@ export async function findProjectAccess(
   idOrSlug: string,
   userId: string,
 ): Promise<ProjectAccessRow | undefined> {
-  const row = await db
-    .selectFrom('projects')
-    .leftJoin('project_members as pm', (join) =>
-      join.onRef('pm.project_id', '=', 'projects.id').on('pm.user_id', '=', userId),
-    )
-    .select([
-      'projects.id',
-      'projects.slug',
-      'projects.status',
-      'pm.role',
-      'pm.environment_id',
-      'pm.expires_at',
-    ])
-    .where(UUID.test(idOrSlug) ? 'projects.id' : 'projects.slug', '=', idOrSlug.toLowerCase())
-    .executeTakeFirst();
+  const [row] = await executePrepared(
+    db,
+    db
+      .selectFrom('projects')
+      .leftJoin('project_members as pm', (join) =>
+        join.onRef('pm.project_id', '=', 'projects.id').on('pm.user_id', '=', userId),
+      )
+      .select([
+        'projects.id',
+        'projects.slug',
+        'projects.status',
+        'pm.role',
+        'pm.environment_id',
+        'pm.expires_at',
+      ])
+      .where(UUID.test(idOrSlug) ? 'projects.id' : 'projects.slug', '=', idOrSlug.toLowerCase()),
+  );
   if (row === undefined) return undefined;
   return {
     projectId: row.id,

@@ -7,6 +7,7 @@ import type {
   ArtifactKind,
 } from '../platform/db/schema.js';
 import { GRANT_COLUMNS, splitGrant, type ProjectAccessRow } from '../access/access.repository.js';
+import { executePrepared } from '../platform/db/prepared.js';
 import { afterCursor, cursorPosition, fetchSize } from '../platform/db/keyset.js';
 import type { PageRequest } from '../platform/http/pagination.js';
 
@@ -33,26 +34,28 @@ export async function findBuildAccess(
 ): Promise<
   { build: BuildRow & { release_id: string | null }; access: ProjectAccessRow } | undefined
 > {
-  const row = await db
-    .selectFrom('builds')
-    .innerJoin('services', 'services.id', 'builds.service_id')
-    .innerJoin('projects', 'projects.id', 'services.project_id')
-    .leftJoin('project_members as pm', (join) =>
-      join.onRef('pm.project_id', '=', 'services.project_id').on('pm.user_id', '=', userId),
-    )
-    .selectAll('builds')
-    .select(GRANT_COLUMNS)
-    .select((eb) =>
-      eb
-        .selectFrom('releases')
-        .select('releases.id')
-        .whereRef('releases.build_id', '=', 'builds.id')
-        .orderBy('releases.version')
-        .limit(1)
-        .as('release_id'),
-    )
-    .where('builds.id', '=', buildId)
-    .executeTakeFirst();
+  const [row] = await executePrepared(
+    db,
+    db
+      .selectFrom('builds')
+      .innerJoin('services', 'services.id', 'builds.service_id')
+      .innerJoin('projects', 'projects.id', 'services.project_id')
+      .leftJoin('project_members as pm', (join) =>
+        join.onRef('pm.project_id', '=', 'services.project_id').on('pm.user_id', '=', userId),
+      )
+      .selectAll('builds')
+      .select(GRANT_COLUMNS)
+      .select((eb) =>
+        eb
+          .selectFrom('releases')
+          .select('releases.id')
+          .whereRef('releases.build_id', '=', 'builds.id')
+          .orderBy('releases.version')
+          .limit(1)
+          .as('release_id'),
+      )
+      .where('builds.id', '=', buildId),
+  );
   if (row === undefined) return undefined;
   const { resource: build, access } = splitGrant(row);
   return { build, access };

@@ -7,6 +7,7 @@ import type {
   RuntimeSettings,
 } from '../platform/db/schema.js';
 import { GRANT_COLUMNS, splitGrant, type ProjectAccessRow } from '../access/access.repository.js';
+import { executePrepared } from '../platform/db/prepared.js';
 import { afterCursor, cursorPosition, fetchSize } from '../platform/db/keyset.js';
 import type { PageRequest } from '../platform/http/pagination.js';
 
@@ -40,17 +41,19 @@ export async function findDeploymentAccess(
   deploymentId: string,
   userId: string,
 ): Promise<{ deployment: DeploymentRow; access: ProjectAccessRow } | undefined> {
-  const row = await db
-    .selectFrom('deployments')
-    .innerJoin('services', 'services.id', 'deployments.service_id')
-    .innerJoin('projects', 'projects.id', 'services.project_id')
-    .leftJoin('project_members as pm', (join) =>
-      join.onRef('pm.project_id', '=', 'services.project_id').on('pm.user_id', '=', userId),
-    )
-    .selectAll('deployments')
-    .select(GRANT_COLUMNS)
-    .where('deployments.id', '=', deploymentId)
-    .executeTakeFirst();
+  const [row] = await executePrepared(
+    db,
+    db
+      .selectFrom('deployments')
+      .innerJoin('services', 'services.id', 'deployments.service_id')
+      .innerJoin('projects', 'projects.id', 'services.project_id')
+      .leftJoin('project_members as pm', (join) =>
+        join.onRef('pm.project_id', '=', 'services.project_id').on('pm.user_id', '=', userId),
+      )
+      .selectAll('deployments')
+      .select(GRANT_COLUMNS)
+      .where('deployments.id', '=', deploymentId),
+  );
   if (row === undefined) return undefined;
   const { resource: deployment, access } = splitGrant(row);
   return { deployment, access };

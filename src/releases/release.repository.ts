@@ -1,6 +1,7 @@
 import type { Db } from '../platform/db/transaction.js';
 import type { ReleaseRow } from '../platform/db/schema.js';
 import { GRANT_COLUMNS, splitGrant, type ProjectAccessRow } from '../access/access.repository.js';
+import { executePrepared } from '../platform/db/prepared.js';
 import { afterCursor, cursorPosition, fetchSize } from '../platform/db/keyset.js';
 import type { PageRequest } from '../platform/http/pagination.js';
 
@@ -9,17 +10,19 @@ export async function findReleaseAccess(
   releaseId: string,
   userId: string,
 ): Promise<{ release: ReleaseRow; access: ProjectAccessRow } | undefined> {
-  const row = await db
-    .selectFrom('releases')
-    .innerJoin('services', 'services.id', 'releases.service_id')
-    .innerJoin('projects', 'projects.id', 'services.project_id')
-    .leftJoin('project_members as pm', (join) =>
-      join.onRef('pm.project_id', '=', 'services.project_id').on('pm.user_id', '=', userId),
-    )
-    .selectAll('releases')
-    .select(GRANT_COLUMNS)
-    .where('releases.id', '=', releaseId)
-    .executeTakeFirst();
+  const [row] = await executePrepared(
+    db,
+    db
+      .selectFrom('releases')
+      .innerJoin('services', 'services.id', 'releases.service_id')
+      .innerJoin('projects', 'projects.id', 'services.project_id')
+      .leftJoin('project_members as pm', (join) =>
+        join.onRef('pm.project_id', '=', 'services.project_id').on('pm.user_id', '=', userId),
+      )
+      .selectAll('releases')
+      .select(GRANT_COLUMNS)
+      .where('releases.id', '=', releaseId),
+  );
   if (row === undefined) return undefined;
   const { resource: release, access } = splitGrant(row);
   return { release, access };

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { joinTransaction, type Db } from '../platform/db/transaction.js';
+import { executePrepared } from '../platform/db/prepared.js';
 import type { BuildSettings, RuntimeSettings, ServiceRow } from '../platform/db/schema.js';
 import { GRANT_COLUMNS, splitGrant, type ProjectAccessRow } from '../access/access.repository.js';
 import { afterCursor, cursorPosition, fetchSize } from '../platform/db/keyset.js';
@@ -11,16 +12,18 @@ export async function findServiceAccess(
   serviceId: string,
   userId: string,
 ): Promise<{ service: ServiceRow; access: ProjectAccessRow } | undefined> {
-  const row = await db
-    .selectFrom('services')
-    .innerJoin('projects', 'projects.id', 'services.project_id')
-    .leftJoin('project_members as pm', (join) =>
-      join.onRef('pm.project_id', '=', 'services.project_id').on('pm.user_id', '=', userId),
-    )
-    .selectAll('services')
-    .select(GRANT_COLUMNS)
-    .where('services.id', '=', serviceId)
-    .executeTakeFirst();
+  const [row] = await executePrepared(
+    db,
+    db
+      .selectFrom('services')
+      .innerJoin('projects', 'projects.id', 'services.project_id')
+      .leftJoin('project_members as pm', (join) =>
+        join.onRef('pm.project_id', '=', 'services.project_id').on('pm.user_id', '=', userId),
+      )
+      .selectAll('services')
+      .select(GRANT_COLUMNS)
+      .where('services.id', '=', serviceId),
+  );
   if (row === undefined) return undefined;
   const { resource: service, access } = splitGrant(row);
   return { service, access };

@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { PreparingClient } from './prepared.js';
 import { PGlite } from '@electric-sql/pglite';
 import { CompiledQuery, Kysely, PostgresDialect } from 'kysely';
 import { PGliteDialect } from 'kysely-pglite-dialect';
@@ -46,6 +47,7 @@ export async function openDatabase(config: Readonly<Config>, logger: Logger): Pr
 
 function openPostgres(config: Readonly<Config>, logger: Logger): Database {
   const pool = new pg.Pool({
+    Client: PreparingClient,
     connectionString: config.databaseUrl,
     max: config.database.poolMax,
     idleTimeoutMillis: config.database.idleTimeoutMs,
