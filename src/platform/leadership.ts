@@ -65,8 +65,10 @@ export interface Election extends Loop {
 
 /**
  * Competes for the named lease. The holder renews it every ttl/3; when renewals fail for a
- * whole ttl, another process takes it over. `onElected` runs once when this process wins;
- * `onDeposed` runs when it loses the lease it held (the caller should stop leader work).
+ * whole ttl, another process takes it over. `onElected` runs each time this process wins;
+ * its signal aborts when the lease is lost or the election stops, and `onDeposed` then runs
+ * once `onElected` has returned (the caller stops leader work there). Winning again later
+ * runs `onElected` again.
  */
 export function startElection(options: {
   db: Db;
@@ -80,6 +82,8 @@ export function startElection(options: {
   const { db, name, holder, ttlMs, logger } = options;
   let isLeader = false;
   let lastRenewal = 0;
+  // One per term of leadership: aborted when that term ends.
+  let term: AbortController | undefined;
   // Leader work runs beside the loop, so slow start-up never delays lease renewals.
   let duties: Promise<void> = Promise.resolve();
   let settle: () => void = () => undefined;
@@ -96,15 +100,18 @@ export function startElection(options: {
     }
     if (holds && !isLeader) {
       isLeader = true;
+      term = new AbortController();
       logger.info({ lease: name, holder }, 'leadership acquired');
       duties = options
-        .onElected(signal)
+        .onElected(AbortSignal.any([signal, term.signal]))
         .catch((error: unknown) =>
           logger.error({ err: error, lease: name }, 'leader start-up failed'),
         );
     } else if (!holds && isLeader) {
       isLeader = false;
       logger.warn({ lease: name, holder }, 'leadership lost');
+      // A leader's start-up still running (restoring apps) gives up rather than finish.
+      term?.abort();
       await duties;
       await options.onDeposed();
     }

@@ -37,25 +37,28 @@ type Timed = (job: string, work: () => Promise<void>, subject?: JobSubject) => P
  * machine's), reconcile deployments, and take over work that dead workers claimed.
  *
  * Losing the lease (a stalled process, or a database unreachable for longer than the lease)
- * stops this process's workloads but keeps the runtime and the router open, so that winning
- * it again brings the apps back; `close()` of the dependencies ends them for good.
+ * ends all of it here: the leader's jobs are cancelled, the sweeper stops, the router closes
+ * its port and this process's workloads stop, so that nothing answers for apps another leader
+ * now runs. The runtime stays open, and winning the lease again starts it all over; `close()`
+ * of the dependencies ends them for good.
  */
-function createLeaderDuties(deps: Dependencies, signal: AbortSignal, timed: Timed) {
+function createLeaderDuties(deps: Dependencies, shutdown: AbortSignal, timed: Timed) {
   const { queue, config, logger } = deps;
   let sweeper: Loop | undefined;
-  let isRouterListening = false;
   // Deployments whose instances this process started: what to stop when deposed.
   const started = new Set<string>();
   const unsubscribe = deps.runtime?.onEvent((event) => {
     if (event.type === 'started') started.add(event.deploymentId);
   });
   return {
-    async start() {
+    /** `term` aborts when this term of leadership ends. */
+    async start(term: AbortSignal) {
       const { reconciler, runtime, router } = deps;
       if (reconciler === undefined || runtime === undefined || router === undefined) return;
+      const signal = AbortSignal.any([shutdown, term]);
       await runtime.init();
-      if (!isRouterListening) await router.listen();
-      isRouterListening = true;
+      const port = await router.listen();
+      logger.info({ port }, 'router listening');
       await queue.work(DEPLOYMENT_RECONCILE, (data) =>
         timed(DEPLOYMENT_RECONCILE.name, () => reconciler.reconcile(data.deploymentId, signal), {
           kind: 'deployment',
@@ -84,6 +87,8 @@ function createLeaderDuties(deps: Dependencies, signal: AbortSignal, timed: Time
       sweeper = undefined;
       await queue.offWork(DEPLOYMENT_RECONCILE).catch(() => undefined);
       await queue.offWork(SECRET_ROTATE).catch(() => undefined);
+      // Drains the requests it proxies, then refuses connections until this process leads again.
+      await deps.router?.close();
       const ids = [...started];
       started.clear();
       await deps.reconciler?.stopDeployments(ids);
@@ -178,7 +183,7 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
     holder: worker.id,
     ttlMs: worker.staleMs,
     logger,
-    onElected: () => leaderDuties.start(),
+    onElected: (term) => leaderDuties.start(term),
     onDeposed: () => leaderDuties.stop(),
   });
 

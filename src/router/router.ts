@@ -31,13 +31,19 @@ export interface RouterOptions {
 }
 
 export interface Router {
-  /** Starts listening; resolves the bound port (useful with port 0). */
+  /**
+   * Starts listening; resolves the bound port (useful with port 0). After close() it listens
+   * again, with no routes.
+   */
   listen(): Promise<number>;
   /** Replaces the hostname's targets at once; an empty list answers 503. */
   setRoute(hostname: string, targets: RouteTarget[]): void;
   removeRoute(hostname: string): void;
   routes(): RouteSnapshot[];
-  /** Stops accepting, closes idle connections, waits for requests in flight up to a deadline. */
+  /**
+   * Stops accepting and closes the port, closes idle connections, waits for requests in flight
+   * up to a deadline, then forgets every route.
+   */
   close(): Promise<void>;
 }
 
@@ -64,6 +70,11 @@ interface Exchange {
   hasRetried: boolean;
 }
 
+/** The pool of keep-alive connections to the apps behind the router. */
+function upstreamAgent(): http.Agent {
+  return new http.Agent({ keepAlive: true, timeout: UPSTREAM_IDLE_MS, scheduling: 'lifo' });
+}
+
 /** The built-in reverse proxy of the `local` runtime: Host header → round-robin targets. */
 export function createRouter(options: RouterOptions): Router {
   return new ReverseProxy(options);
@@ -73,11 +84,7 @@ class ReverseProxy implements Router {
   readonly #options: RouterOptions;
   readonly #logger: Logger;
   readonly #table = new RouteTable();
-  readonly #agent = new http.Agent({
-    keepAlive: true,
-    timeout: UPSTREAM_IDLE_MS,
-    scheduling: 'lifo',
-  });
+  #agent = upstreamAgent();
   readonly #server: http.Server;
   readonly #tunnels = new Set<Duplex>();
   /** Targets no route uses any more: their pooled connections are closed, not reused. */
@@ -95,7 +102,13 @@ class ReverseProxy implements Router {
     });
   }
 
-  listen(): Promise<number> {
+  async listen(): Promise<number> {
+    if (this.#closing !== undefined) {
+      // Open again after a close (a process that won the leader lease back): a fresh pool.
+      await this.#closing;
+      this.#closing = undefined;
+      this.#agent = upstreamAgent();
+    }
     return new Promise((resolve, reject) => {
       this.#server.once('error', reject);
       this.#server.listen(this.#options.port, this.#options.host, () => {
@@ -308,6 +321,9 @@ class ReverseProxy implements Router {
     this.#server.closeAllConnections();
     this.#agent.destroy();
     await closed;
+    // A closed router routes nothing; whoever opens it again sets the routes it serves.
+    for (const route of this.#table.list()) this.#table.remove(route.hostname);
+    this.#retired.clear();
   }
 
   /** True when no request is in flight, false when `ms` passed first. */
