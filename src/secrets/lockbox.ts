@@ -29,6 +29,7 @@ export interface LockboxStore {
   keys: MasterKeyRing;
   store: SecretValueStore;
   delivery: SecretDelivery;
+  rotationLease: { heartbeatMs: number; leaseMs: number };
 }
 
 export interface Lockbox extends LockboxStore {
@@ -79,7 +80,17 @@ export function openLockboxStore(config: Readonly<Config>, logger: Logger, db: D
     { backend: store.backend, masterKeyId: keys.current.id, previousKeys: keys.byId.size - 1 },
     'lockbox ready',
   );
-  return { keys, store, delivery: createSecretDelivery({ db, logger, store }) };
+  return {
+    keys,
+    store,
+    delivery: createSecretDelivery({ db, logger, store }),
+    // A rotation's runner renews its claim as workers renew theirs, and is presumed dead
+    // after as long as a silent worker is.
+    rotationLease: {
+      heartbeatMs: config.process.heartbeatIntervalMs,
+      leaseMs: config.process.workerStaleMs,
+    },
+  };
 }
 
 export function createLockbox(
@@ -122,7 +133,7 @@ export function createLockbox(
           keys: base.keys,
           reconciler: deps.reconciler,
           runtime: deps.runtime,
-          leaseMs: Math.max(600_000, deps.healthTimeoutMs * 4),
+          ...base.rotationLease,
           ...(deps.hooks === undefined ? {} : { hooks: deps.hooks }),
         })
       : undefined;

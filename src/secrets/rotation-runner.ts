@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { inTransaction, type Db } from '../platform/db/transaction.js';
+import { every, type Loop } from '../platform/leadership.js';
 import { isAppError } from '../platform/errors.js';
 import * as deployments from '../deployments/deployment.repository.js';
 import type { Reconciler } from '../deployments/reconciler.js';
@@ -18,6 +19,8 @@ export type RotationStep = 'write' | 'roll' | 'verify' | 'complete';
 
 export interface RotationHooks {
   beforeStep?(step: RotationStep, rotation: RotationRow): Promise<void> | void;
+  /** The machine name the runner records; tests use it to stand for another machine. */
+  runnerHost?: string;
 }
 
 /** A step found the new version unfit; the message is the rotation's recorded reason. */
@@ -33,9 +36,11 @@ export function stagedContext(rotationId: string): string {
 /**
  * Works rotations: `run` drives one forward (write → roll → verify → complete) or, after
  * any failure, back (previous version current again, deployments restored). Progress is on
- * the rotation row, owned by one runner at a time (`host:pid:boot`); a runner whose process
- * is gone — same host, pid dead or reused — or whose heartbeat is older than the lease is
- * taken over, and what it left part-way is rolled back.
+ * the rotation row, owned by one runner at a time (`host:pid:boot`), which renews a
+ * heartbeat on it every `heartbeatMs` while it works. A runner whose process is gone — same
+ * host, pid dead or reused — or whose heartbeat is older than `leaseMs` (a process on another
+ * machine that died or lost the database) is taken over, and what it left part-way is rolled
+ * back. A runner that finds its claim taken stops at once.
  */
 export function createRotationRunner(deps: {
   db: Db;
@@ -45,18 +50,20 @@ export function createRotationRunner(deps: {
   keys: MasterKeyRing;
   reconciler: Reconciler;
   runtime: RuntimeDriver;
+  heartbeatMs: number;
   leaseMs: number;
   hooks?: RotationHooks;
 }) {
   const db = repo.lockboxDb(deps.db);
-  const me = `${hostname()}:${process.pid}:${randomUUID()}`;
+  const myHost = deps.hooks?.runnerHost ?? hostname();
+  const me = `${myHost}:${process.pid}:${randomUUID()}`;
   const running = new Set<string>();
 
   function isGone(runner: string | null, heartbeatAt: Date | null): boolean {
     if (runner === null) return true;
     const [host, pid, boot] = runner.split(':');
     if (heartbeatAt !== null && Date.now() - heartbeatAt.getTime() > deps.leaseMs) return true;
-    if (host !== hostname()) return false;
+    if (host !== myHost) return false;
     if (Number(pid) === process.pid) return boot !== me.split(':')[2];
     try {
       process.kill(Number(pid), 0);
@@ -364,6 +371,64 @@ export function createRotationRunner(deps: {
     );
   }
 
+  /**
+   * Renews the claim every heartbeatMs while the rotation is worked; aborts the work when
+   * another runner has taken it (this one was presumed dead, e.g. cut off from the database).
+   */
+  function keepClaim(rotationId: string, lost: AbortController): Loop {
+    return every(deps.heartbeatMs, deps.logger, 'rotation heartbeat', async () => {
+      if (!(await rotations.beatRotation(db, rotationId, me))) lost.abort();
+    });
+  }
+
+  /** Claims a rotation `isTakeable` judged free and drives it to an end state. */
+  async function settle(
+    rotationId: string,
+    signal: AbortSignal,
+    isTakeable: (seen: RotationRow) => boolean,
+    expiredForMs?: number,
+  ): Promise<void> {
+    if (running.has(rotationId)) return;
+    running.add(rotationId);
+    const lost = new AbortController();
+    let heartbeat: Loop | undefined;
+    try {
+      const seen = await rotations.findRotation(db, rotationId);
+      if (seen === undefined || seen.state === 'succeeded' || seen.state === 'rolled_back') return;
+      if (!isTakeable(seen)) return;
+      const claimed = await rotations.claimRotation(db, rotationId, me, seen.runner, expiredForMs);
+      if (claimed === undefined) return;
+      heartbeat = keepClaim(rotationId, lost);
+      const working = AbortSignal.any([signal, lost.signal]);
+      if (claimed.state === 'requested' && seen.runner === null) await forward(claimed, working);
+      else {
+        deps.logger.warn(
+          { rotationId, state: claimed.state, previousRunner: seen.runner },
+          'secret rotation taken over from a stopped runner; rolling back',
+        );
+        await rollBack(
+          claimed,
+          `interrupted while ${claimed.state}: the process running it stopped`,
+          working,
+        );
+      }
+    } catch (error) {
+      if (error instanceof LostClaimError || lost.signal.aborted) return;
+      throw error;
+    } finally {
+      await heartbeat?.stop();
+      running.delete(rotationId);
+    }
+  }
+
+  /** Settles every rotation whose runner stopped renewing its heartbeat, one at a time. */
+  async function takeOverAbandoned(signal: AbortSignal): Promise<void> {
+    for (const id of await rotations.listAbandonedRotationIds(db, deps.leaseMs)) {
+      if (signal.aborted) return;
+      await settle(id, signal, () => true, deps.leaseMs);
+    }
+  }
+
   return {
     /**
      * Works one rotation to an end state. Does nothing when it is finished or a live runner
@@ -371,32 +436,17 @@ export function createRotationRunner(deps: {
      * gone is rolled back.
      */
     async run(rotationId: string, signal: AbortSignal): Promise<void> {
-      if (running.has(rotationId)) return;
-      running.add(rotationId);
-      try {
-        const seen = await rotations.findRotation(db, rotationId);
-        if (seen === undefined || seen.state === 'succeeded' || seen.state === 'rolled_back')
-          return;
+      await settle(rotationId, signal, (seen) => {
         const heartbeat = seen.heartbeat_at === null ? null : new Date(seen.heartbeat_at);
-        if (seen.runner !== me && !isGone(seen.runner, heartbeat)) return;
-        const claimed = await rotations.claimRotation(db, rotationId, me, seen.runner);
-        if (claimed === undefined) return;
-        if (claimed.state === 'requested' && seen.runner === null) await forward(claimed, signal);
-        else
-          await rollBack(
-            claimed,
-            `interrupted while ${claimed.state}: the process running it stopped`,
-            signal,
-          );
-      } catch (error) {
-        if (error instanceof LostClaimError) return;
-        throw error;
-      } finally {
-        running.delete(rotationId);
-      }
+        return seen.runner === me || isGone(seen.runner, heartbeat);
+      });
     },
 
-    /** At start: finishes every rotation a stopped process left, one at a time. */
+    /**
+     * When this process starts leading: finishes every rotation a stopped process left, one at
+     * a time, then keeps watching, until `signal` aborts, for rotations whose runner stopped
+     * heartbeating (a process on another machine that died), and rolls them back.
+     */
     async recover(signal: AbortSignal): Promise<void> {
       for (const id of await rotations.listUnfinishedRotationIds(db)) {
         if (signal.aborted) return;
@@ -409,6 +459,11 @@ export function createRotationRunner(deps: {
           );
         }
       }
+      if (signal.aborted) return;
+      const watch = every(deps.heartbeatMs, deps.logger, 'abandoned rotation watch', () =>
+        takeOverAbandoned(signal),
+      );
+      signal.addEventListener('abort', () => void watch.stop(), { once: true });
     },
   };
 }

@@ -55,6 +55,35 @@ export async function findRotation(db: LockboxDb, id: string): Promise<RotationR
   return db.selectFrom('secret_rotations').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
+/**
+ * Unfinished rotations whose runner has not renewed its heartbeat for `leaseMs`, judged by the
+ * database's clock (runners on other machines write it, so no local clock is compared).
+ */
+export async function listAbandonedRotationIds(db: LockboxDb, leaseMs: number): Promise<string[]> {
+  const rows = await db
+    .selectFrom('secret_rotations')
+    .select('id')
+    .where('state', 'not in', FINISHED)
+    .where('runner', 'is not', null)
+    .where(sql<boolean>`heartbeat_at < now() - make_interval(secs => ${leaseMs / 1000})`)
+    .orderBy('created_at')
+    .execute();
+  return rows.map((row) => row.id);
+}
+
+/** Renews `runner`'s hold on an unfinished rotation; false when it holds it no longer. */
+export async function beatRotation(db: LockboxDb, id: string, runner: string): Promise<boolean> {
+  const row = await db
+    .updateTable('secret_rotations')
+    .set({ heartbeat_at: sql`now()` })
+    .where('id', '=', id)
+    .where('runner', '=', runner)
+    .where('state', 'not in', FINISHED)
+    .returning('id')
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
 export async function listUnfinishedRotationIds(db: LockboxDb): Promise<string[]> {
   const rows = await db
     .selectFrom('secret_rotations')
@@ -68,15 +97,18 @@ export async function listUnfinishedRotationIds(db: LockboxDb): Promise<string[]
 /**
  * Takes the rotation for `runner` if it is unfinished and still held by `observedRunner`
  * (the holder the caller judged gone, or null). Records the secret's current version as the
- * one to return to, the first time. Undefined when someone else got there first.
+ * one to return to, the first time. With `expiredForMs`, only while its heartbeat is still
+ * that old (the holder may have renewed it since it was judged gone). Undefined when someone
+ * else got there first.
  */
 export async function claimRotation(
   db: LockboxDb,
   id: string,
   runner: string,
   observedRunner: string | null,
+  expiredForMs?: number,
 ): Promise<RotationRow | undefined> {
-  return db
+  const query = db
     .updateTable('secret_rotations')
     .set({
       runner,
@@ -86,9 +118,14 @@ export async function claimRotation(
     })
     .where('id', '=', id)
     .where('state', 'not in', FINISHED)
-    .where(sql<boolean>`runner IS NOT DISTINCT FROM ${observedRunner}`)
-    .returningAll()
-    .executeTakeFirst();
+    .where(sql<boolean>`runner IS NOT DISTINCT FROM ${observedRunner}`);
+  const expired =
+    expiredForMs === undefined
+      ? query
+      : query.where(
+          sql<boolean>`heartbeat_at < now() - make_interval(secs => ${expiredForMs / 1000})`,
+        );
+  return expired.returningAll().executeTakeFirst();
 }
 
 /** Moves the rotation on, as `runner`; undefined when the runner lost its claim. */

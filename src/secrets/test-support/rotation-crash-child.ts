@@ -4,8 +4,13 @@
  * moment, with no chance to clean up. It prints one JSON line with the ids first.
  *
  * Env: CHILD_DATA_DIR (shared with the test), CHILD_DATABASE_URL (PostgreSQL; PGlite in
- * the data folder when unset), CRASH_BEFORE_STEP.
+ * the data folder when unset), CRASH_BEFORE_STEP. Optional: CHILD_RUNNER_HOST (the machine
+ * name its rotation runner records, to stand for another machine), CHILD_KEYS_DIR (signing
+ * and master keys shared with another process, `jwt.pem` and `master.key`), and
+ * CHILD_WAIT_BEFORE_KILL (print `{"atStep"}` and wait for a line on stdin before dying).
  */
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { loadConfig } from '../../platform/config.js';
 import { openDatabase } from '../../platform/db/database.js';
 import { pino } from 'pino';
@@ -15,6 +20,15 @@ import { deployService, rotate } from './rotation-bench.js';
 const dataDir = process.env['CHILD_DATA_DIR'] ?? '';
 const url = process.env['CHILD_DATABASE_URL'];
 const crashBefore = process.env['CRASH_BEFORE_STEP'];
+const runnerHost = process.env['CHILD_RUNNER_HOST'];
+const keysDir = process.env['CHILD_KEYS_DIR'];
+const isWaiting = process.env['CHILD_WAIT_BEFORE_KILL'] === 'true';
+
+function nextLine(): Promise<void> {
+  return new Promise((resolve) =>
+    createInterface({ input: process.stdin }).once('line', () => resolve()),
+  );
+}
 
 async function main(): Promise<void> {
   const database =
@@ -32,9 +46,23 @@ async function main(): Promise<void> {
     workers: true,
     dataDir,
     database,
+    ...(keysDir === undefined
+      ? {}
+      : {
+          env: {
+            SWITCHYARD_JWT_PRIVATE_KEY_PATH: join(keysDir, 'jwt.pem'),
+            SWITCHYARD_MASTER_KEY_PATH: join(keysDir, 'master.key'),
+          },
+        }),
     rotationHooks: {
-      beforeStep(step) {
-        if (step === crashBefore) process.kill(process.pid, 'SIGKILL');
+      ...(runnerHost === undefined ? {} : { runnerHost }),
+      async beforeStep(step) {
+        if (step !== crashBefore) return;
+        if (isWaiting) {
+          process.stdout.write(`${JSON.stringify({ atStep: step })}\n`);
+          await nextLine();
+        }
+        process.kill(process.pid, 'SIGKILL');
       },
     },
   });
