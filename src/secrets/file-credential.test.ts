@@ -3,7 +3,8 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { FileCredential, gitCredentialFor } from './file-credential.js';
+import { knownSecrets, REDACTED } from '../platform/known-secrets.js';
+import { FileCredential, gitCredentialFor, gitCredentialIn } from './file-credential.js';
 
 describe('credentials from files', () => {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-cred-'));
@@ -16,6 +17,22 @@ describe('credentials from files', () => {
     assert.equal(credential.read(), 'token-one');
     writeFileSync(path, 'token-two-longer\n');
     assert.equal(credential.read(), 'token-two-longer');
+  });
+
+  it('makes every value it reads, and every token of a git-credentials file, a known secret', () => {
+    const path = join(dir, 'rotating-token');
+    writeFileSync(path, 'first-token-value\n');
+    const credential = new FileCredential(path);
+    credential.read();
+    writeFileSync(path, 'second-token-value\n');
+    credential.read();
+    // The old one may still be in use somewhere (a running clone); both stay hidden.
+    assert.equal(
+      knownSecrets.scrub('saw first-token-value and second-token-value'),
+      `saw ${REDACTED} and ${REDACTED}`,
+    );
+    gitCredentialIn('https://bot:other-host-token@gitlab.com', 'https://github.com/acme/web.git');
+    assert.equal(knownSecrets.scrub('other-host-token'), REDACTED);
   });
 
   it('follows a file replaced by rename, as mounted secrets are', () => {

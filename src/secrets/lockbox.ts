@@ -7,6 +7,7 @@ import type { ProjectService } from '../projects/project.service.js';
 import type { RuntimeDriver } from '../runtime/runtime.js';
 import type { ServiceService } from '../services/service.service.js';
 import { FileCredential } from './file-credential.js';
+import { rememberConnectionPasswords } from './platform-credentials.js';
 import {
   createRotationRunner,
   type RotationHooks,
@@ -59,6 +60,7 @@ export function openLockboxStore(config: Readonly<Config>, logger: Logger, db: D
   const { secrets } = config;
   const problems = lockboxConfigProblems(config);
   if (problems.length > 0) throw new ConfigError(problems);
+  rememberConnectionPasswords(config);
   const keyFile = secrets.masterKeyFile ?? ensureEmbeddedMasterKey(config.dataDir);
   if (isShared(keyFile))
     logger.warn({ path: keyFile }, 'master key file is readable by others; chmod 600 it');

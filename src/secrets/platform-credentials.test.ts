@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { testBackends } from '../../test/support/database.js';
-import { createGitCredentialSource } from './platform-credentials.js';
+import { loadConfig } from '../platform/config.js';
+import { knownSecrets, REDACTED } from '../platform/known-secrets.js';
+import { createGitCredentialSource, rememberConnectionPasswords } from './platform-credentials.js';
 import { seedProject, startLockboxApp, type LockboxApp } from './test-support/lockbox-app.js';
 
 for (const backend of testBackends()) {
@@ -109,3 +111,18 @@ for (const backend of testBackends()) {
     });
   });
 }
+
+describe('connection passwords', () => {
+  it('are known secret values from start-up, as written and percent-decoded', () => {
+    const config = loadConfig({
+      DATABASE_URL: 'postgres://app:db%2Fpass-word@db.internal:5432/switchyard',
+      REDIS_URL: 'redis://:redis-pass-word@cache.internal:6379/0',
+      SWITCHYARD_JWT_PRIVATE_KEY_PATH: '/dev/null',
+    });
+    rememberConnectionPasswords(config);
+    assert.equal(
+      knownSecrets.scrub('db/pass-word db%2Fpass-word redis-pass-word'),
+      `${REDACTED} ${REDACTED} ${REDACTED}`,
+    );
+  });
+});

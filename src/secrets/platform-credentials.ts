@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
+import type { Config } from '../platform/config.js';
 import type { Db } from '../platform/db/transaction.js';
+import { knownSecrets } from '../platform/known-secrets.js';
 import {
   FileCredential,
   gitCredentialFor,
@@ -81,4 +83,23 @@ export function createGitCredentialSource(deps: {
       return undefined;
     }
   };
+}
+
+/**
+ * Makes the passwords inside the database and Redis URLs known secret values, so a driver
+ * error or a log line that quotes a URL is scrubbed. They are read once, at start.
+ */
+export function rememberConnectionPasswords(config: Readonly<Config>): void {
+  for (const raw of [config.databaseUrl, config.redisUrl]) {
+    if (raw === undefined) continue;
+    try {
+      const password = new URL(raw).password;
+      if (password !== '') {
+        knownSecrets.add(password);
+        knownSecrets.add(decodeURIComponent(password));
+      }
+    } catch {
+      // The configuration rejected an unparsable URL already.
+    }
+  }
 }
