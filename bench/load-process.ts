@@ -9,8 +9,16 @@ import autocannon from 'autocannon';
 export interface LoadJob {
   url: string;
   headers: Record<string, string>;
+  /** GET when absent. */
+  method?: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  body?: string;
   connections: number;
   durationS: number;
+  /**
+   * Requests per second across all connections: an open-loop run at a fixed offered rate.
+   * Absent: closed loop, each connection sends its next request when the last one answered.
+   */
+  overallRate?: number;
 }
 
 export interface LoadFigures {
@@ -24,8 +32,11 @@ async function run(job: LoadJob): Promise<LoadFigures> {
   const result = await autocannon({
     url: job.url,
     headers: job.headers,
+    method: job.method ?? 'GET',
+    ...(job.body === undefined ? {} : { body: job.body }),
     connections: job.connections,
     duration: job.durationS,
+    ...(job.overallRate === undefined ? {} : { overallRate: job.overallRate }),
   });
   return {
     requestsPerSec: result.requests.average,

@@ -10,6 +10,9 @@ export interface LoadTarget {
   label: string;
   url: string;
   headers?: Record<string, string>;
+  /** GET when absent; a write sends `body` (give its content-type in `headers`). */
+  method?: LoadJob['method'];
+  body?: string;
   /** Other processes doing this target's work (an upstream app, database backends). */
   helperPids?: () => Promise<number[]>;
 }
@@ -53,14 +56,23 @@ export class LoadGenerator {
     return new LoadGenerator(child);
   }
 
-  async run(target: LoadTarget, connections: number, durationS: number): Promise<LoadResult> {
+  /** A closed-loop run, or with `overallRate` an open-loop one at that many requests per second. */
+  async run(
+    target: LoadTarget,
+    connections: number,
+    durationS: number,
+    overallRate?: number,
+  ): Promise<LoadResult> {
     const pids = (await target.helperPids?.()) ?? [];
     const before = cpuMicros(pids);
     const figures = await this.#ask({
       url: target.url,
       headers: target.headers ?? {},
+      ...(target.method === undefined ? {} : { method: target.method }),
+      ...(target.body === undefined ? {} : { body: target.body }),
       connections,
       durationS,
+      ...(overallRate === undefined ? {} : { overallRate }),
     });
     const spent = cpuMicros(pids) - before;
     return {

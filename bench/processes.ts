@@ -14,8 +14,15 @@ export interface Child {
 
 const OUTPUT_TAIL_CHARS = 4_000;
 
-export function startChild(command: string, args: string[], options: SpawnOptions): Child {
-  const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+/** `discardStdout`: its stdout goes to /dev/null (a server's access log under load). */
+export function startChild(
+  command: string,
+  args: string[],
+  options: SpawnOptions,
+  discardStdout = false,
+): Child {
+  const stdout = discardStdout ? 'ignore' : 'pipe';
+  const child = spawn(command, args, { ...options, stdio: ['ignore', stdout, 'pipe'] });
   let tail = '';
   const keep = (chunk: Buffer) => {
     tail = (tail + chunk.toString('utf8')).slice(-OUTPUT_TAIL_CHARS);

@@ -1,5 +1,6 @@
 import { benchApi } from './api-bench.js';
 import { benchAudit } from './audit.bench.js';
+import { benchHalfPeak } from './half-peak-bench.js';
 import { createEnvironment, type BenchEnvironment } from './environments.js';
 import { LoadGenerator } from './load.js';
 import { Report } from './report.js';
@@ -34,6 +35,12 @@ async function runParts(context: BenchContext, environments: BenchEnvironment[])
     progress('router');
     await benchRouter(context);
   }
+  if (settings.parts.includes('half-peak')) {
+    for (const environment of environments) {
+      progress(`half peak on ${environment.backend}`);
+      await benchHalfPeak(environment, context);
+    }
+  }
   if (settings.parts.includes('startup')) {
     for (const environment of environments) {
       progress(`startup on ${environment.backend}`);
@@ -45,7 +52,8 @@ async function runParts(context: BenchContext, environments: BenchEnvironment[])
 
 async function main(settings: BenchSettings): Promise<Report> {
   const report = new Report();
-  if (settings.parts.includes('startup')) {
+  // Both start the compiled server from dist/.
+  if (settings.parts.includes('startup') || settings.parts.includes('half-peak')) {
     const warning = checkBuild();
     if (warning !== undefined) report.addNote(warning);
   }

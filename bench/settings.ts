@@ -2,7 +2,7 @@ import type { Backend } from '../test/support/database.js';
 import type { LoadGenerator } from './load.js';
 import type { Report } from './report.js';
 
-export type Part = 'api' | 'router' | 'startup' | 'audit';
+export type Part = 'api' | 'router' | 'half-peak' | 'startup' | 'audit';
 
 /** How one benchmark run is shaped; read once from BENCH_* variables. */
 export interface BenchSettings {
@@ -53,6 +53,6 @@ export function readSettings(env: Env = process.env): BenchSettings {
     rounds: positiveInt(env, 'BENCH_ROUNDS', 1),
     startups: positiveInt(env, 'BENCH_STARTUPS', 3),
     backends: list(env, 'BENCH_BACKENDS', ['postgres', 'pglite'] as const),
-    parts: list(env, 'BENCH_PARTS', ['api', 'router', 'startup', 'audit'] as const),
+    parts: list(env, 'BENCH_PARTS', ['api', 'router', 'half-peak', 'startup', 'audit'] as const),
   };
 }

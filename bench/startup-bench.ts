@@ -30,27 +30,59 @@ async function waitReady(child: Child, url: string, startedAt: number): Promise<
   throw new Error(`serve not ready within ${READY_DEADLINE_MS} ms: ${child.output()}`);
 }
 
-/** One `switchyard serve`: spawn to /readyz 200, then RSS once idle, then a clean stop. */
-async function startOnce(environment: BenchEnvironment): Promise<StartSample> {
+/** A `switchyard serve` child that has answered its first /readyz with 200. */
+export interface RunningServer {
+  child: Child;
+  pid: number;
+  /** `http://127.0.0.1:<port>` of its API (probes only in the worker role). */
+  apiUrl: string;
+  /** From spawn to the first /readyz 200. */
+  readyMs: number;
+}
+
+/**
+ * Starts `node bin/switchyard.js serve` in `role` on the environment's state and waits until
+ * it is ready; stops it again if it never gets there. `env` adds or overrides variables.
+ */
+export async function startServer(
+  environment: BenchEnvironment,
+  role: Role,
+  options: { env?: Record<string, string>; discardStdout?: boolean } = {},
+): Promise<RunningServer> {
   const apiPort = await freePort();
   const env = {
     PATH: process.env['PATH'] ?? '',
     HOME: process.env['HOME'] ?? '',
     ...environment.env,
+    SWITCHYARD_ROLE: role,
     SWITCHYARD_PORT: String(apiPort),
     SWITCHYARD_ROUTER_PORT: String(await freePort()),
+    ...options.env,
   };
   const startedAt = performance.now();
-  const child = startChild(process.execPath, [BIN, 'serve'], { env, cwd: REPO_ROOT });
+  const spawnOptions = { env, cwd: REPO_ROOT };
+  const child = startChild(process.execPath, [BIN, 'serve'], spawnOptions, options.discardStdout);
   try {
     const pid = child.process.pid;
     if (pid === undefined) throw new Error('serve has no pid');
-    const readyMs = await waitReady(child, `http://127.0.0.1:${apiPort}/readyz`, startedAt);
-    const cpuToReadyMs = cpuMicrosOf(pid) / 1000;
-    await delay(IDLE_SETTLE_MS);
-    return { readyMs, cpuToReadyMs, idleRssMb: rssMb(pid) };
-  } finally {
+    const apiUrl = `http://127.0.0.1:${apiPort}`;
+    const readyMs = await waitReady(child, `${apiUrl}/readyz`, startedAt);
+    return { child, pid, apiUrl, readyMs };
+  } catch (error) {
     await child.stop(30_000);
+    throw error;
+  }
+}
+
+/** One start: spawn to /readyz 200, then RSS once idle, then a clean stop. */
+async function startOnce(environment: BenchEnvironment, role: Role): Promise<StartSample> {
+  const server = await startServer(environment, role);
+  try {
+    const cpuToReadyMs = cpuMicrosOf(server.pid) / 1000;
+    await delay(IDLE_SETTLE_MS);
+    return { readyMs: server.readyMs, cpuToReadyMs, idleRssMb: rssMb(server.pid) };
+  } finally {
+    await server.child.stop(30_000);
   }
 }
 
@@ -76,19 +108,35 @@ export function checkBuild(): string | undefined {
   return `dist/ is older than ${newer.length} file(s) of src/ (e.g. src/${newer[0] ?? ''}); the start-up figures use the older build`;
 }
 
+/** What `SWITCHYARD_ROLE` selects: API, workers and router (the default), API only, workers only. */
+export type Role = 'all' | 'api' | 'worker';
+export const ROLES: readonly Role[] = ['all', 'api', 'worker'];
+
+export function modeOf(environment: BenchEnvironment): string {
+  return environment.backend === 'pglite' ? 'embedded (PGlite)' : 'PostgreSQL';
+}
+
 /**
- * Part 4 on one backend's already-initialised state: one unmeasured start (it may still
- * create the job queue's schema), then `settings.startups` measured ones.
+ * Part 4 on one backend's already-initialised state, for each process role: one unmeasured
+ * start (it may still create the job queue's schema), then `settings.startups` measured ones.
  */
 export async function benchStartup(
   environment: BenchEnvironment,
   context: BenchContext,
 ): Promise<void> {
+  for (const role of ROLES) await benchStartupOf(environment, role, context);
+}
+
+async function benchStartupOf(
+  environment: BenchEnvironment,
+  role: Role,
+  context: BenchContext,
+): Promise<void> {
   const { settings, report } = context;
-  const mode = environment.backend === 'pglite' ? 'embedded (PGlite)' : 'PostgreSQL';
-  await startOnce(environment);
+  const mode = `${modeOf(environment)}, role ${role}`;
+  await startOnce(environment, role);
   const samples: StartSample[] = [];
-  for (let i = 0; i < settings.startups; i++) samples.push(await startOnce(environment));
+  for (let i = 0; i < settings.startups; i++) samples.push(await startOnce(environment, role));
 
   const readyMs = median(samples.map((sample) => sample.readyMs));
   const runs = samples.map((sample) => sample.readyMs.toFixed(0)).join(', ');
