@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { AppError } from '../platform/errors.js';
 import { inTransaction, type Db, type Trx } from '../platform/db/transaction.js';
@@ -14,7 +15,6 @@ import { IDENTITY_SIGN_UP_MAIL, type SignUpMailPayload } from './identity.jobs.j
 import { recordSecurityEvent } from './security-events.js';
 import { toUserResponse } from './account.service.js';
 import { hashOpaqueToken } from './tokens.js';
-import { randomBytes } from 'node:crypto';
 
 /**
  * The answer to every sign-up, whatever the address: what to do next depends on the

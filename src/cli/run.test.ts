@@ -78,6 +78,31 @@ describe('switchyard client commands against a running API', () => {
     await assert.rejects(stat(join(fresh.configDir, 'credentials.json')), { code: 'ENOENT' });
   });
 
+  it('register on a taken address signs nothing in, and says why it could not', async () => {
+    const { email } = await signedIn();
+    const other = await cliFor(t);
+    runners.push(other);
+    const result = await other.run(
+      ['register', '--api', other.apiUrl, '--email', email, '--name', 'Twin', '--password-stdin'],
+      { stdin: 'a different long password\n' },
+    );
+    assert.equal(result.code, 50);
+    assert.match(result.stderr, /signed up, but could not sign in/);
+    await assert.rejects(stat(join(other.configDir, 'credentials.json')), { code: 'ENOENT' });
+  });
+
+  it('verify redeems nothing for an unknown token: exits 10 with SIGN_UP_TOKEN_INVALID', async () => {
+    const cli = await cliFor(t);
+    runners.push(cli);
+    const unknown = await cli.run(['verify', '--api', cli.apiUrl, '--token-stdin'], {
+      stdin: 'syv_never-issued-by-this-server\n',
+    });
+    assert.equal(unknown.code, 10);
+    assert.match(unknown.stderr, /SIGN_UP_TOKEN_INVALID/);
+    const empty = await cli.run(['verify', '--api', cli.apiUrl, '--token-stdin'], { stdin: '' });
+    assert.equal(empty.code, 2);
+  });
+
   it('exits 50 without a session, and accepts SWITCHYARD_TOKEN instead of one', async () => {
     const { cli } = await signedIn();
     const stored = JSON.parse(

@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -20,6 +20,8 @@ import { createPasswordHasher, type PasswordHasher } from '../../src/auth/passwo
 import { createSignInGuard } from '../../src/auth/sign-in-guard.js';
 import { createMemoryRateLimiter } from '../../src/auth/rate-limiter.js';
 import { identityDb } from '../../src/auth/auth.tables.js';
+import { accountKey } from '../../src/auth/sign-in-guard.js';
+import { sql } from 'kysely';
 import type { SignUpPolicy } from '../../src/auth/auth.config.js';
 import type { AppInstance } from '../../src/platform/app.js';
 
@@ -298,21 +300,21 @@ for (const backend of testBackends()) {
   });
 
   describe(`sign-up with email verification on ${backend}`, () => {
-    const smtpUser = 'switchyard';
-    const smtpPassword = 'smtp password from a file';
+    const credentials = { user: 'switchyard', pass: 'smtp password from a file' };
     let smtp: Awaited<ReturnType<typeof startSmtpServer>>;
     let t: IdentityTestApp;
     let secretsDir: string;
+    let passwordFile: string;
     const stop = new AbortController();
 
     before(async () => {
-      smtp = await startSmtpServer({ user: smtpUser, pass: smtpPassword });
+      smtp = await startSmtpServer(credentials);
       secretsDir = mkdtempSync(join(tmpdir(), 'switchyard-smtp-'));
-      const passwordFile = join(secretsDir, 'smtp-password');
-      writeFileSync(passwordFile, `${smtpPassword}\n`, { mode: 0o600 });
+      passwordFile = join(secretsDir, 'smtp-password');
+      writeFileSync(passwordFile, `${credentials.pass}\n`, { mode: 0o600 });
       t = await createIdentityTestApp(backend, {
         env: {
-          SWITCHYARD_SMTP_URL: `smtp://${smtpUser}@127.0.0.1:${smtp.port}`,
+          SWITCHYARD_SMTP_URL: `smtp://${credentials.user}@127.0.0.1:${smtp.port}`,
           SWITCHYARD_SMTP_PASSWORD_FILE: passwordFile,
           SWITCHYARD_MAIL_FROM: 'Switchyard <switchyard@example.com>',
         },
@@ -334,6 +336,14 @@ for (const backend of testBackends()) {
       const accepted = await signUp(t.app, email);
       assert.equal(accepted.statusCode, 202, accepted.body);
       assert.equal(accepted.json().next, 'verify_email');
+      // Again inside the mail interval: answered alike, and no second mail is queued.
+      const again = await signUp(t.app, email, 'a second long password');
+      assert.deepEqual(observable(again), observable(accepted));
+      const queued = await sql<{ count: number }>`
+        SELECT count(*)::int AS count FROM pgboss.job
+        WHERE name = 'identity.sign_up_mail' AND singleton_key = ${`sign-up:${accountKey(email)}`}
+      `.execute(t.deps.database.db);
+      assert.equal(queued.rows[0]?.count, 1, 'one mail per address per interval');
 
       const pending = await t.app.inject({
         method: 'POST',
@@ -415,6 +425,17 @@ for (const backend of testBackends()) {
       assert.equal(tokenIn(notice), undefined, 'a notice carries no token');
       await login(t.app, owner);
       assert.ok(tokenIn(await smtp.mailTo(newcomer)) !== undefined);
+    });
+
+    it('reads a replaced SMTP password file at the next mail, without a restart', async () => {
+      // Replaced by rename, as Kubernetes updates a mounted secret.
+      credentials.pass = 'a rotated smtp password';
+      const next = join(secretsDir, 'smtp-password.next');
+      writeFileSync(next, `${credentials.pass}\n`, { mode: 0o600 });
+      renameSync(next, passwordFile);
+      const email = fresh('rotated');
+      await signUp(t.app, email);
+      assert.ok(tokenIn(await smtp.mailTo(email)) !== undefined);
     });
   });
 }
