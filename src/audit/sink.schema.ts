@@ -43,7 +43,10 @@ export const UpdateSinkBody = Type.Object(
 export const RedeliverBody = Type.Object(
   {
     seqs: Type.Optional(
-      Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: 10_000 }),
+      Type.Array(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), {
+        minItems: 1,
+        maxItems: 10_000,
+      }),
     ),
   },
   { additionalProperties: false },

@@ -3,7 +3,8 @@ import { AppError } from '../platform/errors.js';
 import type { AuthService } from './auth.service.js';
 import { ACCESS_COOKIE, CSRF_HEADER } from './cookies.js';
 
-const BEARER = /^Bearer ([A-Za-z0-9._~+/=-]+)$/;
+// The scheme is case-insensitive (RFC 9110 11.1); one space, then the token.
+const BEARER = /^bearer ([A-Za-z0-9._~+/=-]+)$/i;
 
 /**
  * The onRequest hook of every protected route. Bearer credentials (access tokens and API

@@ -12,7 +12,11 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Dependencies } from './dependencies.js';
-import { handleFrameworkError, installErrorHandling } from './http/error-handler.js';
+import {
+  handleClientError,
+  handleFrameworkError,
+  installErrorHandling,
+} from './http/error-handler.js';
 import { endEventStreamsOnClose } from './http/sse.js';
 import { refuseWhileClosing, wasRefusedWhileClosing } from './http/closing.js';
 import { helmetHeaders, installSecurityHeaders } from './http/security-headers.js';
@@ -66,6 +70,7 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
     schemaController: { compilersFactory: { buildSerializer: cachingSerializerFactory() } },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     frameworkErrors: handleFrameworkError,
+    clientErrorHandler: handleClientError,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorateRequest('principal', undefined);

@@ -5,6 +5,7 @@
 export const ERROR_CODES = {
   VALIDATION_FAILED: { status: 400, meaning: 'the request does not match its schema' },
   INVALID_JSON: { status: 400, meaning: 'the body is not valid JSON' },
+  MALFORMED_REQUEST: { status: 400, meaning: 'the request is not valid HTTP/1.1' },
   INVALID_CURSOR: { status: 400, meaning: 'the pagination cursor is malformed' },
   INVALID_NAME: { status: 400, meaning: 'a name is not a valid RFC 1123 label' },
   INVALID_FILTER: { status: 400, meaning: 'a query filter is not one the route accepts' },
@@ -74,6 +75,7 @@ export const ERROR_CODES = {
   RELEASE_UNAVAILABLE: { status: 422, meaning: 'there is no release to deploy' },
   ROLLBACK_TARGET_INVALID: { status: 422, meaning: 'there is no earlier release to roll back to' },
   RATE_LIMITED: { status: 429, meaning: 'too many requests; retry after the given time' },
+  HEADERS_TOO_LARGE: { status: 431, meaning: 'the request headers exceed the size limit' },
   DEPENDENCY_UNAVAILABLE: { status: 503, meaning: 'a database or other dependency is down' },
   SHUTTING_DOWN: {
     status: 503,

@@ -15,6 +15,9 @@ const SecretName = Type.String({
 
 export const SecretNameParams = Type.Object({ name: SecretName });
 
+/** A version number as the database stores it (integer, so at most 2^31 - 1). */
+const Version = Type.Integer({ minimum: 1, maximum: 2_147_483_647 });
+
 /** Metadata only: a secret's value is never part of this shape. */
 export const SecretSchema = Type.Object({
   id: Uuid,
@@ -71,15 +74,12 @@ export const SecretValue = Type.Object({
 });
 
 export const VersionQuery = Type.Object(
-  { version: Type.Optional(Type.Integer({ minimum: 1 })) },
+  { version: Type.Optional(Version) },
   { additionalProperties: false },
 );
-export const RestoreBody = Type.Object(
-  { version: Type.Integer({ minimum: 1 }) },
-  { additionalProperties: false },
-);
+export const RestoreBody = Type.Object({ version: Version }, { additionalProperties: false });
 export const DestroyBody = Type.Object(
-  { versions: Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: 100 }) },
+  { versions: Type.Array(Version, { minItems: 1, maxItems: 100 }) },
   { additionalProperties: false },
 );
 export const Destroyed = Type.Object({ destroyed: Type.Array(Type.Integer()) });

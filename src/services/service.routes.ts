@@ -75,7 +75,10 @@ export function registerServiceRoutes(app: AppInstance, deps: AppDeps): void {
       params: IdParams,
       response: { 200: Variables, ...commonErrors },
     },
-    handler: async (request) => services.getVariables(principalOf(request), request.params.id),
+    handler: async (request, reply) => {
+      void reply.header('cache-control', 'no-store');
+      return services.getVariables(principalOf(request), request.params.id);
+    },
   });
 
   app.put('/services/:id/env', {
@@ -85,8 +88,10 @@ export function registerServiceRoutes(app: AppInstance, deps: AppDeps): void {
       body: PutVariablesBody,
       response: { 200: Variables, ...commonErrors },
     },
-    handler: async (request) =>
-      services.putVariables(principalOf(request), request.params.id, request.body.variables),
+    handler: async (request, reply) => {
+      void reply.header('cache-control', 'no-store');
+      return services.putVariables(principalOf(request), request.params.id, request.body.variables);
+    },
   });
 
   app.post('/services/:id/env/import', {
@@ -98,7 +103,9 @@ export function registerServiceRoutes(app: AppInstance, deps: AppDeps): void {
       body: Type.String({ maxLength: 1_048_576 }),
       response: { 200: Variables, ...commonErrors },
     },
-    handler: async (request) =>
-      services.importVariables(principalOf(request), request.params.id, request.body),
+    handler: async (request, reply) => {
+      void reply.header('cache-control', 'no-store');
+      return services.importVariables(principalOf(request), request.params.id, request.body);
+    },
   });
 }

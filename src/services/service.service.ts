@@ -24,6 +24,10 @@ const SERVICE_NOT_FOUND = { code: 'SERVICE_NOT_FOUND', message: 'Service not fou
 // Set by the platform for every instance; a configuration variable must not shadow them.
 const RESERVED_VARIABLES = new Set(['PORT', 'HOST']);
 const MAX_VARIABLES = 500;
+// Linux refuses to start a process with one environment entry over 128 KiB (MAX_ARG_STRLEN), or
+// with more than about 2 MiB of arguments and environment together.
+const MAX_VALUE_BYTES = 65_536;
+const MAX_TOTAL_BYTES = 1_048_576;
 
 export const DEFAULT_RUNTIME: RuntimeSettings = { healthCheckPath: '/healthz', instances: 1 };
 
@@ -79,6 +83,16 @@ export function createServiceService(deps: {
   }
 
   function checkVariables(entries: Array<[string, string]>): void {
+    const total = entries.reduce(
+      (sum, [name, value]) => sum + name.length + Buffer.byteLength(value) + 2,
+      0,
+    );
+    if (total > MAX_TOTAL_BYTES) {
+      throw new AppError(
+        'ENV_VAR_INVALID',
+        `A service's variables may take at most ${MAX_TOTAL_BYTES} bytes together`,
+      );
+    }
     if (entries.length > MAX_VARIABLES) {
       throw new AppError(
         'ENV_VAR_INVALID',
@@ -91,6 +105,13 @@ export function createServiceService(deps: {
         throw new AppError(
           'ENV_VAR_INVALID',
           `Variable "${name}" is set by the platform and cannot be overridden`,
+          { details: { name } },
+        );
+      }
+      if (Buffer.byteLength(value) > MAX_VALUE_BYTES) {
+        throw new AppError(
+          'ENV_VAR_INVALID',
+          `Variable "${name}" is longer than ${MAX_VALUE_BYTES} bytes, more than a process environment entry may hold`,
           { details: { name } },
         );
       }
@@ -238,6 +259,8 @@ export function createServiceService(deps: {
       const entries = parseDotenv(text).map((entry): [string, string] => [entry.name, entry.value]);
       checkVariables(entries);
       const before = (await getVariables(service.id)).variables;
+      // What the service will hold once merged must fit too.
+      checkVariables(Object.entries({ ...before, ...Object.fromEntries(entries) }));
       await inTransaction(db, async (trx) => {
         await repo.mergeVariables(trx, service.id, entries);
         await recordChange(

@@ -1,3 +1,6 @@
+import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
 import { knownSecrets, scrubJson } from '../known-secrets.js';
@@ -100,7 +103,27 @@ export function toAppError(error: unknown): AppError | undefined {
   if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode === 429) {
     return new AppError('RATE_LIMITED', 'Too many requests');
   }
-  return undefined;
+  return fromClientStatus(fastifyError.statusCode);
+}
+
+// Plugins (the static files of /docs, for one) refuse requests with a bare 4xx error; keep the
+// status, in the envelope, instead of letting it become a 500.
+const CLIENT_STATUS_CODES: Record<number, ErrorCode> = {
+  400: 'VALIDATION_FAILED',
+  403: 'FORBIDDEN',
+  404: 'NOT_FOUND',
+  405: 'METHOD_NOT_ALLOWED',
+  413: 'PAYLOAD_TOO_LARGE',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+};
+
+function fromClientStatus(status: number | undefined): AppError | undefined {
+  const code = status === undefined ? undefined : CLIENT_STATUS_CODES[status];
+  if (code === undefined) return undefined;
+  return new AppError(
+    code,
+    ERROR_CODES[code].meaning.replace(/^./, (c) => c.toUpperCase()),
+  );
 }
 
 /** Sends the envelope; a known secret value echoed into the message or details is scrubbed. */
@@ -157,4 +180,31 @@ export function handleFrameworkError(
   const appError = toAppError(error) ?? new AppError('INTERNAL', 'An internal error occurred');
   request.log.info({ code: appError.code, status: appError.status }, 'request failed');
   sendError(reply, request, appError);
+}
+
+/**
+ * Fastify's `clientErrorHandler`: requests Node's HTTP parser refuses (conflicting
+ * Content-Length and Transfer-Encoding, bare LF, oversized headers) never reach routing; they
+ * get the envelope too, and the connection is closed.
+ */
+export function handleClientError(error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const code: ErrorCode =
+    error.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'MALFORMED_REQUEST';
+  const { status, meaning } = ERROR_CODES[code];
+  const message = meaning.replace(/^./, (c) => c.toUpperCase());
+  const body = JSON.stringify({ error: { code, message, requestId: randomUUID() } });
+  socket.end(
+    [
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Bad Request'}`,
+      'content-type: application/json; charset=utf-8',
+      `content-length: ${Buffer.byteLength(body)}`,
+      'connection: close',
+      '',
+      body,
+    ].join('\r\n'),
+  );
 }
