@@ -98,3 +98,29 @@ describe(`wrong methods and unknown paths on ${backend}`, () => {
     assertEnvelope(unknown, 404, 'NOT_FOUND');
   });
 });
+
+describe(`wrong methods with CORS open to one origin, on ${backend}`, () => {
+  const origin = 'https://app.example.com';
+  let t: TestApp;
+  before(async () => {
+    t = await createTestApp(backend, { SWITCHYARD_CORS_ORIGINS: origin });
+  });
+  after(async () => t.close());
+
+  it('answers the preflight, lists OPTIONS in Allow, and keeps unknown paths 404', async () => {
+    const preflight = await t.app.inject({
+      method: 'OPTIONS',
+      url: '/v1/projects',
+      headers: { origin, 'access-control-request-method': 'POST' },
+    });
+    assert.equal(preflight.statusCode, 204);
+    assert.equal(preflight.headers['access-control-allow-origin'], origin);
+
+    const wrong = await t.app.inject({ method: 'PUT', url: '/v1/projects' });
+    assertEnvelope(wrong, 405, 'METHOD_NOT_ALLOWED');
+    assert.equal(wrong.headers['allow'], 'GET, HEAD, OPTIONS, POST');
+    // The preflight's catch-all route matches every path; it must not make one known.
+    for (const method of ['GET', 'POST'] as const)
+      assertEnvelope(await t.app.inject({ method, url: '/v1/nowhere' }), 404, 'NOT_FOUND');
+  });
+});

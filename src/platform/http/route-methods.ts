@@ -3,11 +3,16 @@ import type { FastifyInstance } from 'fastify';
 interface RouteShape {
   matches: RegExp;
   methods: Set<string>;
+  /** `*` at the root (the CORS preflight route): it adds its methods but makes no path known. */
+  isCatchAll: boolean;
 }
 
 /** The methods registered for each route path: what a 405 names in its `Allow` header. */
 export interface RouteMethods {
-  /** Methods of every route whose path matches `path` (no query); empty when none does. */
+  /**
+   * Methods of every route whose path matches `path` (no query); empty when only a catch-all
+   * route or none matches, which makes the path unknown.
+   */
   allowedFor(path: string): string[];
 }
 
@@ -27,6 +32,11 @@ function patternOf(url: string): RegExp {
   return new RegExp(`^${body}/?$`);
 }
 
+function shapeOf(url: string): RouteShape {
+  const isCatchAll = url === '*' || url === '/*';
+  return { matches: isCatchAll ? /^/ : patternOf(url), methods: new Set(), isCatchAll };
+}
+
 /**
  * Records every route the app adds from now on (call before any is registered). Only the
  * not-found handler asks, so a request that matches a route never pays for the lookup.
@@ -36,18 +46,20 @@ export function trackRouteMethods(app: FastifyInstance): RouteMethods {
   app.addHook('onRoute', (route) => {
     const url = route.url ?? route.path;
     if (url === undefined) return;
-    const shape = shapes.get(url) ?? { matches: patternOf(url), methods: new Set<string>() };
+    const shape = shapes.get(url) ?? shapeOf(url);
     for (const method of [route.method].flat()) shape.methods.add(method);
     shapes.set(url, shape);
   });
   return {
     allowedFor(path) {
       const allowed = new Set<string>();
+      let isKnown = false;
       for (const shape of shapes.values()) {
         if (!shape.matches.test(path)) continue;
+        isKnown ||= !shape.isCatchAll;
         for (const method of shape.methods) allowed.add(method);
       }
-      return [...allowed].sort();
+      return isKnown ? [...allowed].sort() : [];
     },
   };
 }
