@@ -103,13 +103,26 @@ export const CreateApiTokenBody = Type.Object(
 export const Email = Type.String({ format: 'email', minLength: 3, maxLength: 254 });
 
 /** Schemas that depend on the configured password policy. */
+/** A person's display name: no control characters, no bidirectional overrides. */
+const PersonName = Type.String({
+  minLength: 1,
+  maxLength: 200,
+  pattern: '^[^\\p{Cc}\\u202A-\\u202E\\u2066-\\u2069]+$',
+});
+
 export function passwordSchemas(policy: PasswordPolicy) {
-  const NewPassword = Type.String({ minLength: policy.minLength, maxLength: policy.maxLength });
+  // A lone UTF-16 surrogate has no UTF-8 form: hashing would turn every one into U+FFFD, so
+  // two different passwords would match. Refused when a password is set.
+  const NewPassword = Type.String({
+    minLength: policy.minLength,
+    maxLength: policy.maxLength,
+    pattern: '^\\P{Cs}*$',
+  });
   // Sign-in accepts any length up to the maximum, so a shortened policy still lets people in.
   const AnyPassword = Type.String({ minLength: 1, maxLength: policy.maxLength });
   return {
     RegisterBody: Type.Object(
-      { email: Email, password: NewPassword, name: Type.String({ minLength: 1, maxLength: 200 }) },
+      { email: Email, password: NewPassword, name: PersonName },
       { additionalProperties: false },
     ),
     LoginBody: Type.Object(
@@ -121,7 +134,7 @@ export function passwordSchemas(policy: PasswordPolicy) {
       { additionalProperties: false },
     ),
     CreateUserBody: Type.Object(
-      { email: Email, password: NewPassword, name: Type.String({ minLength: 1, maxLength: 200 }) },
+      { email: Email, password: NewPassword, name: PersonName },
       { additionalProperties: false },
     ),
     UpdateUserBody: Type.Object(

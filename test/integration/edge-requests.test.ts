@@ -174,4 +174,21 @@ describe(`requests at the edges of the API on ${backend}`, () => {
       'ENV_VAR_INVALID',
     );
   });
+
+  it('refuses passwords with lone surrogates and names with control or bidi characters', async () => {
+    const register = (password: string, name: string) =>
+      t.app.inject(
+        post('/v1/auth/register', { email: `edge${Date.now()}@example.com`, password, name }),
+      );
+    assertError(await register('\ud800'.repeat(12), 'Lone'), 400, 'VALIDATION_FAILED');
+    assertError(
+      await register('a fine password 😀 ok', 'Evil\u202Egnp.exe'),
+      400,
+      'VALIDATION_FAILED',
+    );
+    assertError(await register('a fine password 😀 ok', 'Bell\u0007'), 400, 'VALIDATION_FAILED');
+    // Astral characters are whole code points, not lone surrogates.
+    const fine = await register('a fine password 😀 ok', 'Zoë 😀 <b>');
+    assert.equal(fine.statusCode, 202, fine.body);
+  });
 });
