@@ -33,6 +33,8 @@ import { openAudit, type Audit } from '../audit/audit.js';
 export interface WorkerIdentity {
   id: string;
   staleMs: number;
+  /** Why this process, elected leader, could not start the leader's work (the router's port). */
+  leaderFailure?: string;
 }
 
 export interface ReadinessCheck {
@@ -282,6 +284,9 @@ export async function createDependencies(
           detail: runtime === undefined ? 'not in this process' : runtime.name,
         };
         checks['cache'] = cacheCheck(identity.redis);
+        if (worker.leaderFailure !== undefined) {
+          checks['leadership'] = { ok: false, detail: worker.leaderFailure };
+        }
         return checks;
       },
       async close() {

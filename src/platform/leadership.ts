@@ -78,8 +78,18 @@ export function startElection(options: {
   logger: Logger;
   onElected: (signal: AbortSignal) => Promise<void>;
   onDeposed: () => Promise<void>;
+  /**
+   * When `onElected` fails, this process hands the lease back (so another process can lead)
+   * and competes again after `retryAfterFailureMs`; `onStartFailed` hears why, and
+   * `onStartFailed(undefined)` once a later term started well.
+   */
+  onStartFailed?: (error: unknown) => void;
+  retryAfterFailureMs?: number;
 }): Election {
   const { db, name, holder, ttlMs, logger } = options;
+  const retryAfterFailureMs = options.retryAfterFailureMs ?? ttlMs * 2;
+  // Until then this process does not compete: its last start as leader failed.
+  let pausedUntil = 0;
   let isLeader = false;
   let lastRenewal = 0;
   // One per term of leadership: aborted when that term ends.
@@ -91,7 +101,9 @@ export function startElection(options: {
   const loop = every(Math.max(100, Math.floor(ttlMs / 3)), logger, 'election', async (signal) => {
     let holds = false;
     try {
-      holds = await repo.acquireLease(db, name, holder, ttlMs);
+      const isPaused = Date.now() < pausedUntil;
+      if (isPaused && isLeader) await repo.releaseLease(db, name, holder);
+      holds = !isPaused && (await repo.acquireLease(db, name, holder, ttlMs));
       if (holds) lastRenewal = Date.now();
     } catch (error) {
       // Unreachable database: keep leading until the lease could have expired elsewhere.
@@ -102,11 +114,17 @@ export function startElection(options: {
       isLeader = true;
       term = new AbortController();
       logger.info({ lease: name, holder }, 'leadership acquired');
-      duties = options
-        .onElected(AbortSignal.any([signal, term.signal]))
-        .catch((error: unknown) =>
-          logger.error({ err: error, lease: name }, 'leader start-up failed'),
-        );
+      duties = options.onElected(AbortSignal.any([signal, term.signal])).then(
+        () => options.onStartFailed?.(undefined),
+        (error: unknown) => {
+          logger.error(
+            { err: error, lease: name, retryInMs: retryAfterFailureMs },
+            'leader start-up failed; handing the lease back',
+          );
+          pausedUntil = Date.now() + retryAfterFailureMs;
+          options.onStartFailed?.(error);
+        },
+      );
     } else if (!holds && isLeader) {
       isLeader = false;
       logger.warn({ lease: name, holder }, 'leadership lost');

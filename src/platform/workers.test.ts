@@ -86,8 +86,8 @@ describe('leader-only work follows the reconciler lease', { timeout: 90_000 }, (
   const replicas: Replica[] = [];
 
   /** One process's dependencies and workers (role all), as `serve` starts them. */
-  async function startReplica(name: string): Promise<Replica> {
-    const routerPort = await freePort();
+  async function startReplica(name: string, port?: number): Promise<Replica> {
+    const routerPort = port ?? (await freePort());
     const config = loadConfig({
       ...keys,
       SWITCHYARD_DATA_DIR: mkdtempSync(join(root, `${name}-`)),
@@ -170,5 +170,40 @@ describe('leader-only work follows the reconciler lease', { timeout: 90_000 }, (
     const unrouted = await routerGet(first.routerPort, APP_HOST);
     assert.equal(unrouted?.status, 404, 'the returning leader routes only what it restored');
     assert.deepEqual(second.deps.router?.routes(), []);
+  });
+
+  it('hands the lease back when its router port is taken, and says why in readiness', async () => {
+    const blocker = net.createServer().listen(0, '127.0.0.1');
+    await new Promise((resolve) => blocker.once('listening', resolve));
+    const address = blocker.address();
+    const takenPort = typeof address === 'object' && address !== null ? address.port : 0;
+    try {
+      const third = await startReplica('third', takenPort);
+      await giveLeaseTo(third);
+      await waitUntil(
+        'readiness to name the failed start',
+        async () => {
+          const checks = await third.deps.readiness();
+          return /EADDRINUSE/.test(checks['leadership']?.detail ?? '');
+        },
+        WAIT,
+      );
+      const checks = await third.deps.readiness();
+      assert.equal(checks['leadership']?.ok, false);
+      await waitUntil(
+        'another process to lead and route',
+        async () => {
+          const { rows } = await sql<{ holder: string }>`
+            SELECT holder FROM leases WHERE name = ${RECONCILER_LEASE} AND expires_at > now()`.execute(
+            t.database.db,
+          );
+          const holder = replicas.find((r) => r.deps.worker.id === rows[0]?.holder);
+          return holder !== undefined && holder !== third && !(await isRefused(holder.routerPort));
+        },
+        WAIT,
+      );
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
   });
 });

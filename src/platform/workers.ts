@@ -185,6 +185,13 @@ export async function startWorkers(deps: Dependencies): Promise<Workers> {
     logger,
     onElected: (term) => leaderDuties.start(term),
     onDeposed: () => leaderDuties.stop(),
+    // Readiness tells why this process cannot lead (a router port taken by another program).
+    onStartFailed: (error) => {
+      worker.leaderFailure =
+        error === undefined
+          ? undefined
+          : `elected leader but could not start: ${error instanceof Error ? error.message : String(error)}`;
+    },
   });
 
   // Serve only once this process knows whether it leads, and a leader has its apps back.
