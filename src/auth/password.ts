@@ -34,7 +34,21 @@ function bcryptInput(password: string): string {
     .digest('base64');
 }
 
-export function createPasswordHasher(policy: PasswordPolicy): PasswordHasher {
+/** The verify primitives, replaceable so a test can see which checks ran against what. */
+export interface VerifyPrimitives {
+  argon2Verify: (stored: string, password: string) => Promise<boolean>;
+  bcryptCompare: (input: string, stored: string) => Promise<boolean>;
+}
+
+const LIBRARY_PRIMITIVES: VerifyPrimitives = {
+  argon2Verify: (stored, password) => argon2Verify(stored, password),
+  bcryptCompare: (input, stored) => bcrypt.compare(input, stored),
+};
+
+export function createPasswordHasher(
+  policy: PasswordPolicy,
+  primitives: VerifyPrimitives = LIBRARY_PRIMITIVES,
+): PasswordHasher {
   const argon2Options = {
     algorithm: ARGON2ID,
     memoryCost: policy.argon2.memoryKib,
@@ -55,11 +69,11 @@ export function createPasswordHasher(policy: PasswordPolicy): PasswordHasher {
   const dummyHash = () => (dummy ??= hash(randomBytes(16).toString('hex')));
 
   async function verifyKnown(stored: string, password: string): Promise<boolean | undefined> {
-    if (stored.startsWith('$argon2')) return argon2Verify(stored, password);
+    if (stored.startsWith('$argon2')) return primitives.argon2Verify(stored, password);
     if (stored.startsWith(BCRYPT_SHA256)) {
-      return bcrypt.compare(bcryptInput(password), stored.slice(BCRYPT_SHA256.length));
+      return primitives.bcryptCompare(bcryptInput(password), stored.slice(BCRYPT_SHA256.length));
     }
-    if (BCRYPT.test(stored)) return bcrypt.compare(password, stored);
+    if (BCRYPT.test(stored)) return primitives.bcryptCompare(password, stored);
     return undefined;
   }
 
