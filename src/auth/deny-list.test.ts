@@ -110,13 +110,13 @@ describe(
       });
     });
 
-    it('reaches another replica through Redis pub/sub within milliseconds', async () => {
+    it('reaches another replica through Redis pub/sub, not the database poll', async () => {
       const channel = `switchyard-test-${randomBytes(4).toString('hex')}:denials`;
+      // The receiver polls the database only once an hour: the denial can only come by Redis.
       const sender = await replica({ redisUrl: testRedisUrl(), channel });
-      const receiver = await replica({ redisUrl: testRedisUrl(), channel });
+      const receiver = await replica({ redisUrl: testRedisUrl(), channel, pollMs: 3_600_000 });
       const elsewhere = await replica({ redisUrl: testRedisUrl() });
       const sessionId = randomUUID();
-      const started = performance.now();
       await sender.denySessions([sessionId]);
       await waitUntil(
         'the denial to arrive through Redis',
@@ -126,8 +126,6 @@ describe(
           intervalMs: 1,
         },
       );
-      const elapsedMs = performance.now() - started;
-      assert.ok(elapsedMs < 500, `took ${elapsedMs} ms`);
       assert.equal(
         elsewhere.isDenied(randomUUID(), sessionId),
         false,

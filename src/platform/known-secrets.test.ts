@@ -84,15 +84,15 @@ describe('known secret values', () => {
     assert.equal(registry.scrub(`[${second}]`).includes(second), true, 'the oldest is forgotten');
   });
 
-  it('scans a line once for thousands of values (one combined pattern)', () => {
+  it('finds any one of thousands of values and leaves ordinary text alone', () => {
+    // Its speed with many values is a benchmark's business (docs/secrets.md gives figures).
     const values = Array.from({ length: 5_000 }, () => randomBytes(16).toString('base64url'));
     const scrub = createScrub(values);
     const line = `{"level":30,"msg":"request completed","note":"${'ordinary text '.repeat(20)}"}`;
-    const started = performance.now();
-    for (let index = 0; index < 2_000; index++) scrub(line);
-    const perLineMs = (performance.now() - started) / 2_000;
-    assert.ok(perLineMs < 0.5, `scrubbing took ${perLineMs} ms a line`);
-    assert.equal(scrub(`x${values[4_321] ?? ''}x`), `x${REDACTED}x`);
+    assert.equal(scrub(line), line);
+    for (const index of [0, 1, 2_500, 4_321, 4_999]) {
+      assert.equal(scrub(`x${values[index] ?? ''}x`), `x${REDACTED}x`, `value ${index}`);
+    }
   });
 });
 
