@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db } from '../platform/db/transaction.js';
+import type { Db, Trx } from '../platform/db/transaction.js';
 import type { AuditRecord } from './audit-event.js';
 import {
   auditDb,
@@ -67,6 +67,21 @@ export async function getChainHead(db: Db): Promise<{ seq: number; hash: string 
     .where('id', '=', 1)
     .executeTakeFirstOrThrow();
   return { seq: Number(row.seq), hash: row.hash };
+}
+
+/**
+ * Locks the chain head row until `trx` ends: the lock every event insert takes first, before
+ * its fan-out locks the sinks it writes outbox rows for. Taken first by a change that locks a
+ * sink itself (deleting one), it puts both in the same order, so they cannot deadlock, and no
+ * fan-out can be between reading the sinks and inserting for one that is being deleted.
+ */
+export async function lockChainHead(trx: Trx): Promise<void> {
+  await auditDb(trx)
+    .selectFrom('audit_chain_head')
+    .select('seq')
+    .where('id', '=', 1)
+    .forUpdate()
+    .executeTakeFirstOrThrow();
 }
 
 function visible(adb: AuditDb, visibility: Visibility) {

@@ -9,6 +9,7 @@ import { openValue, sealValue, type MasterKeyRing } from '../secrets/secret-cryp
 import type { AuditRecorder } from './audit-recorder.js';
 import type { SinkFormat, SinkRow } from './audit.tables.js';
 import { newSigningSecret } from './sink-signature.js';
+import { lockChainHead } from './audit.repository.js';
 import * as repo from './sink.repository.js';
 
 /** What a sink needs to authenticate its deliveries; sealed at rest, never logged or shown again. */
@@ -166,6 +167,9 @@ export function createSinkService(deps: {
     async remove(principal: Principal, id: string): Promise<void> {
       assertAdmin(principal);
       await inTransaction(db, async (trx) => {
+        // Event writers lock the chain head, then (fanning out) the sinks; so do we. Reading the
+        // sink under that lock also makes a concurrent delete of the same sink a clean 404.
+        await lockChainHead(trx);
         const sink = await repo.findSink(trx, id);
         if (sink === undefined || !(await repo.deleteSink(trx, id)))
           throw new AppError('AUDIT_SINK_NOT_FOUND', SINK_NOT_FOUND);
