@@ -18,6 +18,12 @@ export interface Config {
     maxLifetimeMs: number;
     statementTimeoutMs: number;
     connectTimeoutMs: number;
+    /**
+     * Client-side: a query unanswered this long fails and its connection is destroyed. Longer
+     * than the statement timeout, so it fires only when the server cannot answer at all (a
+     * connection cut without being closed).
+     */
+    queryTimeoutMs: number;
   };
   redisUrl: string | undefined;
   api: { host: string; port: number; bodyLimitBytes: number; requestTimeoutMs: number };
@@ -160,13 +166,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     mode,
     dataDir,
     databaseUrl,
-    database: {
-      poolMax: read.int('DATABASE_POOL_MAX', 10, 1, 500),
-      idleTimeoutMs: read.int('DATABASE_IDLE_TIMEOUT_MS', 30_000, 1_000, 3_600_000),
-      maxLifetimeMs: read.int('DATABASE_MAX_LIFETIME_MS', 1_800_000, 0, 86_400_000),
-      statementTimeoutMs: read.int('DATABASE_STATEMENT_TIMEOUT_MS', 15_000, 100, 600_000),
-      connectTimeoutMs: read.int('DATABASE_CONNECT_TIMEOUT_MS', 5_000, 100, 120_000),
-    },
+    database: readDatabaseConfig(read),
     redisUrl: read.url('REDIS_URL', ['redis:', 'rediss:']),
     api: {
       host: read.string('SWITCHYARD_HOST') ?? '127.0.0.1',
@@ -241,6 +241,33 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   }
   if (read.problems.length > 0) throw new ConfigError(read.problems);
   return deepFreeze(config);
+}
+
+// How much longer than the statement timeout the client waits by default: the server's own
+// cancellation should win whenever the server can still answer.
+const QUERY_TIMEOUT_MARGIN_MS = 5_000;
+
+function readDatabaseConfig(read: Reader): Config['database'] {
+  const statementTimeoutMs = read.int('DATABASE_STATEMENT_TIMEOUT_MS', 15_000, 100, 600_000);
+  const queryTimeoutMs = read.int(
+    'DATABASE_QUERY_TIMEOUT_MS',
+    statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS,
+    200,
+    900_000,
+  );
+  if (queryTimeoutMs <= statementTimeoutMs) {
+    read.problems.push(
+      `DATABASE_QUERY_TIMEOUT_MS: must be greater than DATABASE_STATEMENT_TIMEOUT_MS (${statementTimeoutMs}), got ${queryTimeoutMs}`,
+    );
+  }
+  return {
+    poolMax: read.int('DATABASE_POOL_MAX', 10, 1, 500),
+    idleTimeoutMs: read.int('DATABASE_IDLE_TIMEOUT_MS', 30_000, 1_000, 3_600_000),
+    maxLifetimeMs: read.int('DATABASE_MAX_LIFETIME_MS', 1_800_000, 0, 86_400_000),
+    statementTimeoutMs,
+    connectTimeoutMs: read.int('DATABASE_CONNECT_TIMEOUT_MS', 5_000, 100, 120_000),
+    queryTimeoutMs,
+  };
 }
 
 function readSecretsConfig(read: Reader): Config['secrets'] {

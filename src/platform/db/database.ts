@@ -6,6 +6,7 @@ import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
+import { DiscardingClient } from './discarding-client.js';
 import type { Schema } from './schema.js';
 
 /** A connection held exclusively, for multi-statement scripts and session-level locks. */
@@ -45,6 +46,10 @@ export async function openDatabase(config: Readonly<Config>, logger: Logger): Pr
   return wrapPglite(pglite, logger);
 }
 
+// TCP keepalive probes start after this much silence on a connection, so a peer that vanished
+// while a connection sat idle is noticed without waiting for a query to time out.
+const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
+
 function openPostgres(config: Readonly<Config>, logger: Logger): Database {
   const pool = new pg.Pool({
     Client: PreparingClient,
@@ -54,6 +59,9 @@ function openPostgres(config: Readonly<Config>, logger: Logger): Database {
     maxLifetimeSeconds: Math.floor(config.database.maxLifetimeMs / 1000),
     connectionTimeoutMillis: config.database.connectTimeoutMs,
     statement_timeout: config.database.statementTimeoutMs,
+    query_timeout: config.database.queryTimeoutMs,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_INITIAL_DELAY_MS,
     application_name: 'switchyard',
   });
   pool.on('error', (error) => logger.warn({ err: error }, 'idle database connection failed'));
@@ -63,18 +71,27 @@ function openPostgres(config: Readonly<Config>, logger: Logger): Database {
   pool.on('connect', (client) => {
     client.on('error', (error) => logger.warn({ err: error }, 'database connection failed'));
   });
-  const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
+  const onTimeout = (error: Error) =>
+    logger.warn({ err: error }, 'database query timed out; connection discarded');
+  const db = new Kysely<Schema>({
+    dialect: new PostgresDialect({
+      pool: {
+        connect: async () => new DiscardingClient(await pool.connect(), onTimeout),
+        end: () => pool.end(),
+      },
+    }),
+  });
 
   return {
     kind: 'postgres',
     db,
     async withConnection(fn) {
-      const client = await pool.connect();
+      const client = new DiscardingClient(await pool.connect(), onTimeout);
       try {
         return await fn({
-          query: async (text, values) => client.query(text, values),
+          query: async (text, values) => client.query(text, values ?? []),
           script: async (text) => {
-            const result = (await client.query(text)) as unknown;
+            const result = await client.queryScript(text);
             return (Array.isArray(result) ? result : [result]) as Array<{
               rows: Record<string, unknown>[];
             }>;
