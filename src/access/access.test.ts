@@ -6,8 +6,14 @@ import type { Scope } from '../auth/auth.tables.js';
 import { AppError } from '../platform/errors.js';
 import type { Role } from '../platform/db/schema.js';
 import type { ProjectAccessRow } from './access.repository.js';
-import { assertEnvironmentInScope, authorize } from './access.service.js';
-import type { Permission } from './permissions.js';
+import {
+  assertCanGrant,
+  assertEnvironmentInScope,
+  assertFutureExpiry,
+  authorize,
+  type ProjectGrant,
+} from './access.service.js';
+import { isProjectWide, PERMISSIONS, type Permission } from './permissions.js';
 
 const NOT_FOUND = { code: 'PROJECT_NOT_FOUND', message: 'Project not found' } as const;
 const projectId = randomUUID();
@@ -141,6 +147,41 @@ describe('authorize', () => {
       'FORBIDDEN',
     ],
     [
+      'an owner narrowed to one environment cannot manage members',
+      person(),
+      grant('owner', { environmentId: staging }),
+      'member.write',
+      'FORBIDDEN',
+    ],
+    [
+      'an admin narrowed to one environment cannot change project settings',
+      person(),
+      grant('admin', { environmentId: staging }),
+      'project.update',
+      'FORBIDDEN',
+    ],
+    [
+      'a developer narrowed to one environment cannot change the service',
+      person(),
+      grant('developer', { environmentId: staging }),
+      'service.write',
+      'FORBIDDEN',
+    ],
+    [
+      'a developer narrowed to one environment cannot build',
+      person(),
+      grant('developer', { environmentId: staging }),
+      'build.create',
+      'FORBIDDEN',
+    ],
+    [
+      'a developer narrowed to one environment still reads variables',
+      person(),
+      grant('developer', { environmentId: staging }),
+      'variables.read',
+      'allowed',
+    ],
+    [
       'a token restricted to this project works here',
       token(['read'], projectId),
       grant('readonly'),
@@ -182,5 +223,115 @@ describe('authorize', () => {
       now,
     );
     assertEnvironmentInScope(wide, randomUUID());
+  });
+});
+
+describe('project-wide permissions', () => {
+  it('leaves a narrowed grant only reads, deploys and secrets (checked per environment)', () => {
+    const narrowed = (Object.keys(PERMISSIONS) as Permission[]).filter((p) => !isProjectWide(p));
+    assert.deepEqual(narrowed.sort(), [
+      'deployment.create',
+      'member.read',
+      'project.read',
+      'secrets.destroy',
+      'secrets.list',
+      'secrets.read.service',
+      'secrets.read.shared',
+      'secrets.write.service',
+      'secrets.write.shared',
+      'variables.read',
+    ]);
+  });
+});
+
+describe('assertCanGrant', () => {
+  const holder = (overrides: Partial<ProjectGrant> = {}): ProjectGrant => ({
+    projectId,
+    projectSlug: 'shop',
+    role: 'admin',
+    environmentId: null,
+    expiresAt: null,
+    ...overrides,
+  });
+  const code = (work: () => void) => {
+    try {
+      work();
+      return 'allowed';
+    } catch (error) {
+      assert.ok(error instanceof AppError);
+      return error.code;
+    }
+  };
+  const later = new Date('2026-07-01T00:00:00Z');
+  const sooner = new Date('2026-06-10T00:00:00Z');
+  const request = { role: 'developer' as Role, environmentId: null, expiresAt: null };
+
+  it("allows up to the granter's own role, and no higher", () => {
+    assert.equal(
+      code(() => assertCanGrant(holder(), { ...request, role: 'admin' })),
+      'allowed',
+    );
+    assert.equal(
+      code(() => assertCanGrant(holder(), { ...request, role: 'owner' })),
+      'FORBIDDEN',
+    );
+  });
+
+  it("keeps a narrowed granter's grants in their environment", () => {
+    const narrowed = holder({ environmentId: staging });
+    const inStaging = { ...request, environmentId: staging };
+    assert.equal(
+      code(() => assertCanGrant(narrowed, inStaging)),
+      'allowed',
+    );
+    assert.equal(
+      code(() => assertCanGrant(narrowed, request)),
+      'FORBIDDEN',
+    );
+    const elsewhere = { ...request, environmentId: randomUUID() };
+    assert.equal(
+      code(() => assertCanGrant(narrowed, elsewhere)),
+      'FORBIDDEN',
+    );
+  });
+
+  it("makes an expiring granter's grants expire no later than theirs", () => {
+    const expiring = holder({ expiresAt: later });
+    assert.equal(
+      code(() => assertCanGrant(expiring, request)),
+      'FORBIDDEN',
+    );
+    const after = new Date(later.getTime() + 1);
+    assert.equal(
+      code(() => assertCanGrant(expiring, { ...request, expiresAt: after })),
+      'FORBIDDEN',
+    );
+    assert.equal(
+      code(() => assertCanGrant(expiring, { ...request, expiresAt: sooner })),
+      'allowed',
+    );
+    assert.equal(
+      code(() => assertCanGrant(holder(), { ...request, expiresAt: later })),
+      'allowed',
+    );
+  });
+
+  it('refuses an expiry that is not in the future with MEMBER_EXPIRY_INVALID', () => {
+    assert.equal(
+      code(() => assertFutureExpiry(now, now)),
+      'MEMBER_EXPIRY_INVALID',
+    );
+    assert.equal(
+      code(() => assertFutureExpiry(new Date('2020-01-01'), now)),
+      'MEMBER_EXPIRY_INVALID',
+    );
+    assert.equal(
+      code(() => assertFutureExpiry(sooner, now)),
+      'allowed',
+    );
+    assert.equal(
+      code(() => assertFutureExpiry(null, now)),
+      'allowed',
+    );
   });
 });

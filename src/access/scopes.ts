@@ -24,6 +24,7 @@ const PERMISSION_SCOPES: Partial<Record<Permission, Scope>> = {
   'service.delete': 'write',
   'member.write': 'admin',
   'member.owner': 'admin',
+  'invitation.read': 'admin',
   'project.delete': 'admin',
 };
 

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
-import { joinTransaction, type Db } from '../platform/db/transaction.js';
+import { joinTransaction, type Db, type Trx } from '../platform/db/transaction.js';
+import { claimInvitations } from '../projects/invitation.repository.js';
 import type { UserRow } from '../platform/db/schema.js';
 import type { PageRequest } from '../platform/http/pagination.js';
 import { afterCursor, cursorPosition, fetchSize } from '../platform/db/keyset.js';
@@ -20,9 +21,16 @@ export async function findUserById(db: Db, id: string): Promise<UserRow | undefi
   return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
+/** Serialises account creation (and member invitations, which must see every account). */
+export async function lockAccountCreation(trx: Trx): Promise<void> {
+  await sql`SELECT pg_advisory_xact_lock(724311002)`.execute(trx);
+}
+
 /**
  * Inserts a user; the first account of the instance becomes its admin. Serialised by a
  * transaction-level advisory lock so two first registrations cannot both become admin.
+ * Pending invitations to the address become memberships in the same transaction: this is
+ * where every account (sign-up, verified sign-up, admin, single sign-on) becomes active.
  * Returns undefined when the email is taken. Joins the caller's transaction when `db` is
  * one (a redeemed sign-up token and its user commit together).
  */
@@ -31,9 +39,9 @@ export async function insertUser(
   user: { email: string; name: string; passwordHash: string },
 ): Promise<UserRow | undefined> {
   return joinTransaction(db, async (trx) => {
-    await sql`SELECT pg_advisory_xact_lock(724311002)`.execute(trx);
+    await lockAccountCreation(trx);
     const existing = await trx.selectFrom('users').select('id').limit(1).executeTakeFirst();
-    return trx
+    const created = await trx
       .insertInto('users')
       .values({
         email: user.email,
@@ -44,6 +52,8 @@ export async function insertUser(
       .onConflict((oc) => oc.column('email').doNothing())
       .returningAll()
       .executeTakeFirst();
+    if (created !== undefined) await claimInvitations(trx, created);
+    return created;
   });
 }
 

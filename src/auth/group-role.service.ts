@@ -1,3 +1,4 @@
+import { assertCanGrant } from '../access/access.service.js';
 import type { Db } from '../platform/db/transaction.js';
 import type { Role } from '../platform/db/schema.js';
 import type { ProjectService } from '../projects/project.service.js';
@@ -12,8 +13,9 @@ export interface GroupRoleInput {
 
 /**
  * Per-project mappings from identity-provider groups to roles, applied at every single
- * sign-on. Reading them needs member.read; replacing them member.write, and member.owner
- * when any mapping grants the owner role.
+ * sign-on. Reading them needs member.read; replacing them member.write (a project-wide
+ * grant), and member.owner when any mapping grants the owner role. A mapping grants no
+ * more than its author holds.
  */
 export function createGroupRoleService(deps: { db: Db; projects: ProjectService }) {
   const { db, projects } = deps;
@@ -38,6 +40,7 @@ export function createGroupRoleService(deps: { db: Db; projects: ProjectService 
           mapping.environment === undefined
             ? null
             : (await projects.getEnvironment(grant.projectId, mapping.environment)).id;
+        assertCanGrant(grant, { role: mapping.role, environmentId, expiresAt: null });
         rows.push({ group: mapping.group, role: mapping.role, environmentId });
       }
       await repo.replaceGroupRoles(db, grant.projectId, rows);

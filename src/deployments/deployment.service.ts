@@ -49,11 +49,16 @@ export function createDeploymentService(deps: {
 }) {
   const { db, logger, queue } = deps;
 
-  async function access(principal: Principal, deploymentId: string) {
+  /**
+   * Loads a deployment the caller may read. With `isOwnEnvironmentOnly` (its workload's
+   * output), a grant narrowed to another environment gets 403.
+   */
+  async function access(principal: Principal, deploymentId: string, isOwnEnvironmentOnly = false) {
     const found = await repo.findDeploymentAccess(db, deploymentId, principal.userId);
-    authorize(principal, found?.access, 'project.read', DEPLOYMENT_NOT_FOUND);
+    const grant = authorize(principal, found?.access, 'project.read', DEPLOYMENT_NOT_FOUND);
     if (found === undefined)
       throw new AppError('DEPLOYMENT_NOT_FOUND', DEPLOYMENT_NOT_FOUND.message);
+    if (isOwnEnvironmentOnly) assertEnvironmentInScope(grant, found.deployment.environment_id);
     return found.deployment;
   }
 
@@ -273,7 +278,7 @@ export function createDeploymentService(deps: {
     },
 
     async logs(principal: Principal, deploymentId: string, tail: number | undefined) {
-      const deployment = await access(principal, deploymentId);
+      const deployment = await access(principal, deploymentId, true);
       if (deps.runtime === undefined) return { lines: [] };
       const lines = [];
       const signal = AbortSignal.timeout(10_000);
@@ -287,7 +292,7 @@ export function createDeploymentService(deps: {
     },
 
     async followLogs(principal: Principal, deploymentId: string, tail: number | undefined) {
-      const deployment = await access(principal, deploymentId);
+      const deployment = await access(principal, deploymentId, true);
       const runtime = deps.runtime;
       return async function* stream(signal: AbortSignal): AsyncIterable<ServerSentEvent> {
         if (runtime === undefined) return;

@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   INVALID_FILTER: { status: 400, meaning: 'a query filter is not one the route accepts' },
   ENV_VAR_INVALID: { status: 400, meaning: 'a configuration variable name or file is malformed' },
   SECRET_VALUE_INVALID: { status: 400, meaning: 'a secret name or value is malformed' },
+  MEMBER_EXPIRY_INVALID: { status: 400, meaning: "a grant's expiry is not in the future" },
   GIT_URL_REJECTED: { status: 400, meaning: 'a git URL breaks the git URL policy' },
   OUTBOUND_URL_REJECTED: { status: 400, meaning: 'an outbound URL breaks the outbound policy' },
   SIGN_UP_TOKEN_INVALID: {
@@ -35,6 +36,7 @@ export const ERROR_CODES = {
   DEPLOYMENT_NOT_FOUND: { status: 404, meaning: 'no deployment with that id is visible' },
   MEMBER_NOT_FOUND: { status: 404, meaning: 'the user is not a member of the project' },
   USER_NOT_FOUND: { status: 404, meaning: 'no user with that id or email' },
+  INVITATION_NOT_FOUND: { status: 404, meaning: 'no pending invitation with that id' },
   SESSION_NOT_FOUND: { status: 404, meaning: 'no live session of the caller with that id' },
   API_TOKEN_NOT_FOUND: { status: 404, meaning: 'no API token of the caller with that id' },
   OIDC_NOT_CONFIGURED: { status: 404, meaning: 'single sign-on is not configured' },

@@ -9,7 +9,10 @@ import {
   CreateProjectBody,
   Environment,
   EnvironmentParams,
+  Invitation,
+  InvitationParams,
   Member,
+  MemberAdded,
   MemberParams,
   Project,
   UpdateEnvironmentBody,
@@ -66,6 +69,7 @@ export function registerProjectRoutes(app: AppInstance, deps: AppDeps): void {
 
   registerEnvironmentRoutes(app, deps);
   registerMemberRoutes(app, deps);
+  registerInvitationRoutes(app, deps);
 }
 
 function registerEnvironmentRoutes(app: AppInstance, deps: AppDeps): void {
@@ -165,16 +169,16 @@ function registerMemberRoutes(app: AppInstance, deps: AppDeps): void {
       tags,
       params: ProjectParams,
       body: AddMemberBody,
-      response: { 201: Member, ...commonErrors },
+      response: { 201: MemberAdded, ...commonErrors },
     },
     handler: async (request, reply) => {
-      const member = await projects.addMember(
+      const added = await projects.addMember(
         principalOf(request),
         request.params.project,
         request.body,
       );
       void reply.status(201);
-      return member;
+      return added;
     },
   });
 
@@ -201,6 +205,39 @@ function registerMemberRoutes(app: AppInstance, deps: AppDeps): void {
         principalOf(request),
         request.params.project,
         request.params.userId,
+      );
+      void reply.status(204);
+      return null;
+    },
+  });
+}
+
+function registerInvitationRoutes(app: AppInstance, deps: AppDeps): void {
+  const { projects } = deps.domain;
+  const tags = ['members'];
+
+  app.get('/projects/:project/invitations', {
+    schema: {
+      tags,
+      params: ProjectParams,
+      querystring: PageQuery,
+      response: { 200: pageOf(Invitation), ...commonErrors },
+    },
+    handler: async (request) =>
+      projects.listInvitations(
+        principalOf(request),
+        request.params.project,
+        toPageRequest(request.query),
+      ),
+  });
+
+  app.delete('/projects/:project/invitations/:invitationId', {
+    schema: { tags, params: InvitationParams, response: { 204: Type.Null(), ...commonErrors } },
+    handler: async (request, reply) => {
+      await projects.revokeInvitation(
+        principalOf(request),
+        request.params.project,
+        request.params.invitationId,
       );
       void reply.status(204);
       return null;

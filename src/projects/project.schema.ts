@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { LABEL_PATTERN, Nullable, Timestamp, Uuid } from '../platform/http/schemas.js';
-import type { EnvironmentRow, ProjectRow, Role } from '../platform/db/schema.js';
+import type { EnvironmentRow, InvitationRow, ProjectRow, Role } from '../platform/db/schema.js';
 
 const Label = (description: string) =>
   Type.String({ minLength: 1, maxLength: 63, pattern: LABEL_PATTERN, description });
@@ -71,6 +71,35 @@ export const Member = Type.Object({
   createdAt: Timestamp,
 });
 
+/**
+ * The answer to adding a member: the same whether the address had an account (it is a member
+ * now) or not (it is invited until its account is created), so the answer reveals neither.
+ */
+export const MemberAdded = Type.Object({
+  status: Type.Literal('accepted'),
+  email: Type.String(),
+  role: RoleSchema,
+  environmentId: Nullable(Uuid),
+  expiresAt: Nullable(Timestamp),
+  message: Type.String(),
+});
+
+/** A grant waiting for an account with its email address; listed for Admins and Owners. */
+export const Invitation = Type.Object({
+  id: Uuid,
+  email: Type.String(),
+  role: RoleSchema,
+  environmentId: Nullable(Uuid),
+  expiresAt: Nullable(Timestamp),
+  inviteExpiresAt: Timestamp,
+  createdAt: Timestamp,
+});
+
+export const InvitationParams = Type.Object(
+  { project: Type.String({ minLength: 1, maxLength: 63 }), invitationId: Uuid },
+  { additionalProperties: false },
+);
+
 export const AddMemberBody = Type.Object(
   {
     email: Type.String({ format: 'email', maxLength: 254 }),
@@ -135,6 +164,35 @@ export function toMemberResponse(row: {
     role: row.role,
     environmentId: row.environment_id,
     expiresAt: row.expires_at === null ? null : row.expires_at.toISOString(),
+    createdAt: row.created_at.toISOString(),
+  };
+}
+
+const MEMBER_ADDED_MESSAGE =
+  'The address is a member now if it has an account; otherwise it is invited and becomes a member when its account is created.';
+
+export function toMemberAddedResponse(
+  email: string,
+  grant: { role: Role; environmentId: string | null; expiresAt: Date | null },
+): Static<typeof MemberAdded> {
+  return {
+    status: 'accepted',
+    email,
+    role: grant.role,
+    environmentId: grant.environmentId,
+    expiresAt: grant.expiresAt === null ? null : grant.expiresAt.toISOString(),
+    message: MEMBER_ADDED_MESSAGE,
+  };
+}
+
+export function toInvitationResponse(row: InvitationRow): Static<typeof Invitation> {
+  return {
+    id: row.id,
+    email: row.email,
+    role: row.role,
+    environmentId: row.environment_id,
+    expiresAt: row.expires_at === null ? null : row.expires_at.toISOString(),
+    inviteExpiresAt: row.invite_expires_at.toISOString(),
     createdAt: row.created_at.toISOString(),
   };
 }

@@ -1,12 +1,9 @@
 import type { Logger } from 'pino';
 import type { Principal } from '../auth/auth.service.js';
 import { assertScope, assertUnrestricted, restrictedProjectOf } from '../access/scopes.js';
-import { markManual } from '../auth/oidc.repository.js';
-import { logSecurityEvent, type SecurityEvent } from '../auth/security-events.js';
 import { roleFor } from '../audit/audit-actor.js';
 import { diffFields, type FieldDiff } from '../audit/audit-event.js';
 import type { AuditRecorder } from '../audit/audit-recorder.js';
-import { securityEventToAudit } from '../audit/audit-sources.js';
 import { findProjectAccess } from '../access/access.repository.js';
 import {
   assertEnvironmentInScope,
@@ -14,14 +11,14 @@ import {
   type ProjectGrant,
 } from '../access/access.service.js';
 import type { Permission } from '../access/permissions.js';
-import { findUserByEmail } from '../auth/auth.repository.js';
 import { AppError } from '../platform/errors.js';
 import { inTransaction, type Db, type Trx } from '../platform/db/transaction.js';
-import type { EnvironmentRow, MemberRow, ProjectRow, Role } from '../platform/db/schema.js';
+import type { EnvironmentRow, ProjectRow } from '../platform/db/schema.js';
 import { rowPosition } from '../platform/db/keyset.js';
 import { toPage, type PageRequest } from '../platform/http/pagination.js';
 import * as repo from './project.repository.js';
-import { toEnvironmentResponse, toMemberResponse, toProjectResponse } from './project.schema.js';
+import { createMemberService } from './member.service.js';
+import { toEnvironmentResponse, toProjectResponse } from './project.schema.js';
 
 const PROJECT_NOT_FOUND = { code: 'PROJECT_NOT_FOUND', message: 'Project not found' } as const;
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -57,35 +54,6 @@ export function createProjectService(deps: { db: Db; logger: Logger; audit: Audi
     return row;
   }
 
-  /** Logs a membership change and records its audit event in `trx`, with the change. */
-  async function memberChanged(
-    trx: Trx,
-    principal: Principal,
-    grant: ProjectGrant,
-    change: {
-      memberId: string;
-      kind: 'added' | 'role_changed' | 'removed';
-      role: Role | null;
-      diff: FieldDiff;
-    },
-  ) {
-    const event: SecurityEvent = {
-      type: 'member.changed',
-      projectId: grant.projectId,
-      memberId: change.memberId,
-      byUserId: principal.userId,
-      change: change.kind,
-      role: change.role,
-      source: 'api',
-    };
-    logSecurityEvent(logger, event);
-    await audit.recordIn(trx, {
-      ...securityEventToAudit(event),
-      actorRole: roleFor(principal, grant),
-      diff: change.diff,
-    });
-  }
-
   /** Records a change to a project or one of its environments in `trx`. */
   async function recordChange(
     trx: Trx,
@@ -112,18 +80,13 @@ export function createProjectService(deps: { db: Db; logger: Logger; audit: Audi
     });
   }
 
-  const memberFields = (
-    member: Pick<MemberRow, 'role' | 'environment_id' | 'expires_at'> | undefined,
-  ) =>
-    member === undefined
-      ? null
-      : { role: member.role, environmentId: member.environment_id, expiresAt: member.expires_at };
-
   async function getProject(projectId: string) {
     const row = await repo.getProjectById(db, projectId);
     if (row === undefined) throw new AppError('PROJECT_NOT_FOUND', PROJECT_NOT_FOUND.message);
     return row;
   }
+
+  const members = createMemberService({ db, logger, audit, access, getEnvironment });
 
   return {
     access,
@@ -320,131 +283,7 @@ export function createProjectService(deps: { db: Db; logger: Logger; audit: Audi
       logger.info({ projectId: grant.projectId, environmentId: current.id }, 'environment deleted');
     },
 
-    async listMembers(principal: Principal, project: string, page: PageRequest) {
-      const grant = await access(principal, project, 'member.read');
-      const rows = await repo.listMembers(db, grant.projectId, page);
-      return toPage(
-        rows,
-        page,
-        (row) => ({ at: row.cursor_at, id: row.user_id }),
-        toMemberResponse,
-      );
-    },
-
-    async addMember(
-      principal: Principal,
-      project: string,
-      input: { email: string; role: Role; environment?: string; expiresAt?: string },
-    ) {
-      const grant = await access(
-        principal,
-        project,
-        input.role === 'owner' ? 'member.owner' : 'member.write',
-      );
-      const user = await findUserByEmail(db, input.email.trim().toLowerCase());
-      if (user === undefined) throw new AppError('USER_NOT_FOUND', 'No account uses that email');
-      const environmentId =
-        input.environment === undefined
-          ? null
-          : (await getEnvironment(grant.projectId, input.environment)).id;
-      const expiresAt = input.expiresAt === undefined ? null : new Date(input.expiresAt);
-      await inTransaction(db, async (trx) => {
-        const isAdded = await repo.insertMember(trx, {
-          projectId: grant.projectId,
-          userId: user.id,
-          role: input.role,
-          environmentId,
-          expiresAt,
-        });
-        if (!isAdded) throw new AppError('MEMBER_EXISTS', 'That user is already a member');
-        const diff = diffFields(null, { role: input.role, environmentId, expiresAt });
-        await memberChanged(trx, principal, grant, {
-          memberId: user.id,
-          kind: 'added',
-          role: input.role,
-          diff,
-        });
-      });
-      logger.info(
-        { projectId: grant.projectId, memberId: user.id, role: input.role },
-        'member added',
-      );
-      const member = await repo.findMember(db, grant.projectId, user.id);
-      if (member === undefined) throw new AppError('MEMBER_NOT_FOUND', 'Member not found');
-      return toMemberResponse(member);
-    },
-
-    async updateMember(
-      principal: Principal,
-      project: string,
-      userId: string,
-      input: { role: Role; environment?: string | null; expiresAt?: string | null },
-    ) {
-      const grant = await access(principal, project, 'member.write');
-      const existing = await repo.findMember(db, grant.projectId, userId);
-      if (existing === undefined) throw new AppError('MEMBER_NOT_FOUND', 'Member not found');
-      if (existing.role === 'owner' || input.role === 'owner') {
-        await access(principal, project, 'member.owner');
-      }
-      const environmentId =
-        input.environment === undefined
-          ? existing.environment_id
-          : input.environment === null
-            ? null
-            : (await getEnvironment(grant.projectId, input.environment)).id;
-      const expiresAt =
-        input.expiresAt === undefined
-          ? existing.expires_at
-          : input.expiresAt === null
-            ? null
-            : new Date(input.expiresAt);
-      await inTransaction(db, async (trx) => {
-        const outcome = await repo.changeMember(trx, grant.projectId, userId, {
-          role: input.role,
-          environmentId,
-          expiresAt,
-        });
-        if (outcome === 'last_owner')
-          throw new AppError('MEMBER_LAST_OWNER', 'The last owner cannot be demoted');
-        if (outcome === 'missing') throw new AppError('MEMBER_NOT_FOUND', 'Member not found');
-        // A person changed this grant: single sign-on no longer manages it.
-        await markManual(trx, grant.projectId, userId);
-        const diff = diffFields(memberFields(existing), {
-          role: input.role,
-          environmentId,
-          expiresAt,
-        });
-        await memberChanged(trx, principal, grant, {
-          memberId: userId,
-          kind: 'role_changed',
-          role: input.role,
-          diff,
-        });
-      });
-      const member = await repo.findMember(db, grant.projectId, userId);
-      if (member === undefined) throw new AppError('MEMBER_NOT_FOUND', 'Member not found');
-      return toMemberResponse(member);
-    },
-
-    async removeMember(principal: Principal, project: string, userId: string) {
-      const grant = await access(principal, project, 'member.write');
-      const existing = await repo.findMember(db, grant.projectId, userId);
-      if (existing === undefined) throw new AppError('MEMBER_NOT_FOUND', 'Member not found');
-      if (existing.role === 'owner') await access(principal, project, 'member.owner');
-      await inTransaction(db, async (trx) => {
-        const outcome = await repo.changeMember(trx, grant.projectId, userId, 'remove');
-        if (outcome === 'last_owner')
-          throw new AppError('MEMBER_LAST_OWNER', 'The last owner cannot be removed');
-        await memberChanged(trx, principal, grant, {
-          memberId: userId,
-          kind: 'removed',
-          role: null,
-          diff: diffFields(memberFields(existing), null),
-        });
-      });
-      logger.info({ projectId: grant.projectId, memberId: userId }, 'member removed');
-    },
-
+    ...members,
     assertEnvironmentInScope,
   };
 }

@@ -33,6 +33,8 @@ const ACTORS: Actor[] = [
 ];
 const RANK: Record<Role, number> = { readonly: 0, developer: 1, admin: 2, owner: 3 };
 const PAST = '2020-01-01T00:00:00Z';
+const FUTURE = '2999-01-01T00:00:00Z';
+const inDays = (days: number) => new Date(Date.now() + days * 86_400_000).toISOString();
 
 /** The least role that may act, what the action is, and one attempt at it (a fresh target each time). */
 type WriteRoute = [needs: Role, action: string, attempt: () => Promise<InjectOptions>];
@@ -45,7 +47,10 @@ for (const backend of testBackends()) {
   describe(`the role matrix on ${backend}`, () => {
     let t: TestApp;
     let stopQueue: () => Promise<void>;
-    const users = {} as Record<Actor | 'candidate' | 'expired' | 'scoped', User>;
+    const users = {} as Record<
+      Actor | 'candidate' | 'expired' | 'scoped' | 'limitedAdmin' | 'expiring',
+      User
+    >;
     let project: ProjectFixture;
     let releaseId: string;
 
@@ -55,6 +60,16 @@ for (const backend of testBackends()) {
 
     const p = () => `/v1/projects/${project.slug}`;
     const s = () => `/v1/services/${project.serviceId}`;
+
+    /** Lets a grant lapse: the API refuses an expiry in the past, so time passes in the database. */
+    async function expireGrant(user: User, inProject = project): Promise<void> {
+      await t.deps.database.db
+        .updateTable('project_members')
+        .set({ expires_at: new Date(PAST) })
+        .where('project_id', '=', inProject.id)
+        .where('user_id', '=', user.id)
+        .execute();
+    }
 
     /** Makes the candidate a member with `role` (or no member); returns its member URL. */
     async function candidate(role: Role | undefined): Promise<string> {
@@ -90,13 +105,16 @@ for (const backend of testBackends()) {
       t = await createTestApp(backend, FAST_HASHING);
       stopQueue = await prepareJobQueue(t);
       await signUp(t.app); // the first account is the instance admin, an owner everywhere
-      for (const name of [...ACTORS, 'candidate', 'expired', 'scoped'] as const)
-        users[name] = await signUp(t.app);
+      const extras = ['candidate', 'expired', 'scoped', 'limitedAdmin', 'expiring'] as const;
+      for (const name of [...ACTORS, ...extras]) users[name] = await signUp(t.app);
       project = await createProject(t, users.owner);
       for (const role of ['admin', 'developer', 'readonly'] as const)
         await addMember(t, project, users[role], role);
-      await addMember(t, project, users.expired, 'admin', { expiresAt: PAST });
+      await addMember(t, project, users.expired, 'admin', { expiresAt: FUTURE });
+      await expireGrant(users.expired);
       await addMember(t, project, users.scoped, 'developer', { environment: 'staging' });
+      await addMember(t, project, users.limitedAdmin, 'admin', { environment: 'staging' });
+      await addMember(t, project, users.expiring, 'admin', { expiresAt: inDays(10) });
       await createProject(t, users['other-project-member']);
       releaseId = (await insertReleaseFor(t, project.serviceId, users.owner.id)).releaseId;
     });
@@ -240,7 +258,24 @@ for (const backend of testBackends()) {
       );
       assert.equal(renewed.statusCode, 200, renewed.body);
       assert.equal((await as(expired, { url: p() })).statusCode, 200);
-      await asOwner(patch(grant, { role: 'admin', expiresAt: PAST }));
+      await expireGrant(expired);
+    });
+
+    it('refuses an expiry in the past with 400 MEMBER_EXPIRY_INVALID, adding or changing', async () => {
+      const adding = post(`${p()}/members`, {
+        email: users.candidate.email,
+        role: 'readonly',
+        expiresAt: PAST,
+      });
+      await candidate(undefined);
+      assertError(await asOwner(adding), 400, 'MEMBER_EXPIRY_INVALID');
+      const changing = patch(await candidate('readonly'), { role: 'readonly', expiresAt: PAST });
+      assertError(await asOwner(changing), 400, 'MEMBER_EXPIRY_INVALID');
+      const members = await asOwner({ url: `${p()}/members?limit=100` });
+      const row = members
+        .json<{ data: Array<{ userId: string; expiresAt: string | null }> }>()
+        .data.find((member) => member.userId === users.candidate.id);
+      assert.equal(row?.expiresAt, null, 'the refused change left the grant as it was');
     });
 
     it('lets an environment-scoped developer deploy and roll back only in that environment', async () => {
@@ -274,6 +309,96 @@ for (const backend of testBackends()) {
         );
       }
       assert.equal(await countIn('staging'), staging + 2);
+    });
+
+    it('keeps an admin limited to staging out of everything that reaches the whole project', async () => {
+      const frank = users.limitedAdmin;
+      await candidate(undefined);
+      const env = `${p()}/environments`;
+      const attempts: InjectOptions[] = [
+        patch(`${p()}/members/${frank.id}`, { role: 'admin', environment: null }),
+        post(`${p()}/members`, { email: users.candidate.email, role: 'admin' }),
+        post(`${p()}/members`, {
+          email: users.candidate.email,
+          role: 'admin',
+          environment: 'production',
+        }),
+        post(`${p()}/members`, {
+          email: users.candidate.email,
+          role: 'readonly',
+          environment: 'staging',
+        }),
+        del(`${p()}/members/${users.admin.id}`),
+        patch(`${p()}/members/${users.scoped.id}`, { role: 'admin' }),
+        patch(p(), { name: uniqueName('Renamed') }),
+        patch(p(), { archived: true }),
+        patch(`${env}/development`, { name: uniqueName('dev') }),
+        post(env, { name: uniqueName('qa') }),
+        del(`${env}/development`),
+        put(`${p()}/group-roles`, { mappings: [{ group: 'eng', role: 'admin' }] }),
+        post(`${p()}/services`, newService()),
+        del(s()),
+      ];
+      for (const attempt of attempts) {
+        assertError(await as(frank, attempt), 403, 'FORBIDDEN', `${attempt.method} ${attempt.url}`);
+      }
+
+      const members = await asOwner({ url: `${p()}/members?limit=100` });
+      const rows = members.json<{ data: Array<{ userId: string; environmentId: string | null }> }>()
+        .data;
+      const grantOf = (user: User) => rows.find((row) => row.userId === user.id);
+      assert.notEqual(grantOf(frank)?.environmentId, null, 'frank is still limited');
+      assert.equal(grantOf(users.admin)?.environmentId, null, 'the project-wide admin stays');
+      assert.equal(grantOf(users.candidate), undefined, 'nobody was added');
+      assert.equal((await asOwner({ url: `${p()}/environments/development` })).statusCode, 200);
+
+      // What the grant is for still works: reading, and deploying to staging only.
+      assert.equal((await as(frank, { url: p() })).statusCode, 200);
+      assert.equal((await as(frank, { url: `${p()}/members` })).statusCode, 200);
+      const deploy = (environment: string) =>
+        post(`${s()}/deployments`, { environment, releaseId });
+      assert.equal((await as(frank, deploy('staging'))).statusCode, 202);
+      assertError(await as(frank, deploy('production')), 403, 'FORBIDDEN');
+    });
+
+    it('keeps a developer limited to staging from changing what every environment runs', async () => {
+      const dave = users.scoped;
+      const attempts: InjectOptions[] = [
+        patch(s(), { runtime: { startCommand: 'node evil.js' } }),
+        patch(s(), { gitUrl: 'https://github.com/acme/other.git' }),
+        put(`${s()}/env`, { variables: { FEATURE: 'on' } }),
+        postText(`${s()}/env/import`, 'FEATURE=on\n'),
+        post(`${s()}/builds`, {}),
+      ];
+      for (const attempt of attempts) {
+        assertError(await as(dave, attempt), 403, 'FORBIDDEN', `${attempt.method} ${attempt.url}`);
+      }
+      const service = await asOwner({ url: s() });
+      assert.equal(
+        service.json<{ runtime: { startCommand?: string } }>().runtime.startCommand,
+        undefined,
+      );
+      for (const url of [s(), `${s()}/env`, `${s()}/builds`, `${s()}/releases`]) {
+        assert.equal((await as(dave, { url })).statusCode, 200, url);
+      }
+    });
+
+    it('lets nobody grant more than they hold: role, environment or lifetime', async () => {
+      const add = (extra: Record<string, unknown>) =>
+        post(`${p()}/members`, { email: users.candidate.email, role: 'developer', ...extra });
+      const expiring = users.expiring;
+      await candidate(undefined);
+      assertError(await as(users.admin, add({ role: 'owner' })), 403, 'FORBIDDEN', 'owner');
+      assertError(await as(expiring, add({})), 403, 'FORBIDDEN', 'a grant that never expires');
+      assertError(await as(expiring, add({ expiresAt: inDays(20) })), 403, 'FORBIDDEN', 'later');
+      const self = patch(`${p()}/members/${expiring.id}`, { role: 'admin', expiresAt: null });
+      assertError(await as(expiring, self), 403, 'FORBIDDEN', 'lifting their own expiry');
+      const mapping = put(`${p()}/group-roles`, { mappings: [{ group: 'eng', role: 'readonly' }] });
+      assertError(await as(expiring, mapping), 403, 'FORBIDDEN', 'a mapping that never expires');
+
+      const within = await as(expiring, add({ expiresAt: inDays(5) }));
+      assert.equal(within.statusCode, 201, within.body);
+      await candidate(undefined);
     });
 
     it('makes an archived project read-only for every role, until an admin unarchives it', async () => {

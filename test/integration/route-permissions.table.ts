@@ -28,7 +28,36 @@ export interface RouteCase {
   request(world: World, ctx: Context): Req | Promise<Req>;
   /** Succeeds once per world (a delete, a create of a fixed name): each success needs a fresh world. */
   once?: boolean;
+  /** How a grant narrowed to one environment fares; see limitedOf for the default. */
+  limited?: Limited;
 }
+
+/**
+ * How a grant narrowed to the `staging` environment fares on a project route:
+ * - read: as its role allows (reads reach every environment);
+ * - project-wide: refused whatever its role, because the action reaches the whole project
+ *   (members, settings, environments, services, variables, builds, shared secrets);
+ * - environment: the route's own request acts in staging and is allowed as the role allows;
+ *   `elsewhere` makes the same request in another environment, which is refused.
+ */
+export type Limited =
+  | { kind: 'read' }
+  | { kind: 'project-wide' }
+  | { kind: 'environment'; elsewhere: RouteCase['request'] };
+
+/** Reads stay allowed; every other route needs a project-wide grant unless it says otherwise. */
+export function limitedOf(key: string, route: RouteCase): Limited {
+  return route.limited ?? { kind: key.startsWith('GET ') ? 'read' : 'project-wide' };
+}
+
+const inEnvironment = (route: RouteCase, elsewhere: RouteCase['request']): RouteCase => ({
+  ...route,
+  limited: { kind: 'environment', elsewhere },
+});
+const projectWide = (route: RouteCase): RouteCase => ({
+  ...route,
+  limited: { kind: 'project-wide' },
+});
 
 export interface World {
   slug: string;
@@ -36,7 +65,9 @@ export interface World {
   serviceId: string;
   buildId: string;
   releaseId: string;
+  /** A deployment in staging (the environment the limited members are narrowed to). */
   deploymentId: string;
+  productionDeploymentId: string;
   rotationId: string;
 }
 
@@ -48,7 +79,15 @@ export interface Caller {
 
 export interface Context {
   users: Record<
-    'owner' | 'admin' | 'developer' | 'readonly' | 'target' | 'spare' | 'victim',
+    | 'owner'
+    | 'admin'
+    | 'developer'
+    | 'readonly'
+    | 'target'
+    | 'spare'
+    | 'victim'
+    | 'stagingAdmin'
+    | 'stagingDeveloper',
     Caller
   >;
   /** The caller of this request (for 'user' routes: a fresh account). */
@@ -77,15 +116,21 @@ const user = (ok: number, request: RouteCase['request']): RouteCase => ({
 });
 const PUBLIC: RouteCase = { access: { kind: 'public' }, ok: 200, request: () => ({ url: '/' }) };
 
-/** Secret routes, the same ten in each scope; `shared` scopes need Admin where service scope needs Developer. */
+/**
+ * Secret routes, the same ten in each scope; `shared` scopes need Admin where service scope
+ * needs Developer. Project and service secrets reach every environment, so a grant narrowed
+ * to one may only list them; environment secrets it may use in its own environment
+ * (`elsewhere` names the same scope in another one).
+ */
 function secretRoutes(
   prefix: string,
   base: (w: World) => string,
   level: 'shared' | 'service',
+  elsewhere?: (w: World) => string,
 ): Record<string, RouteCase> {
   const writer: Role = level === 'service' ? 'developer' : 'admin';
   const one = (w: World) => `${base(w)}/${SECRET}`;
-  return {
+  const routes: Record<string, RouteCase> = {
     [`GET ${prefix}`]: project('readonly', 'secrets', 200, (w) => ({ url: base(w) })),
     [`GET ${prefix}/{name}`]: project('readonly', 'secrets', 200, (w) => ({ url: one(w) })),
     [`PUT ${prefix}/{name}`]: project(writer, 'secrets', 200, (w) => ({
@@ -93,9 +138,9 @@ function secretRoutes(
       payload: { value: 'v3' },
     })),
     [`DELETE ${prefix}/{name}`]: project(writer, 'secrets', 204, (w) => ({ url: one(w) }), ONCE),
-    [`GET ${prefix}/{name}/value`]: project(writer, 'secrets', 200, (w) => ({
-      url: `${one(w)}/value`,
-    })),
+    [`GET ${prefix}/{name}/value`]: projectWide(
+      project(writer, 'secrets', 200, (w) => ({ url: `${one(w)}/value` })),
+    ),
     [`GET ${prefix}/{name}/versions`]: project('readonly', 'secrets', 200, (w) => ({
       url: `${one(w)}/versions`,
     })),
@@ -121,6 +166,17 @@ function secretRoutes(
       url: `${one(w)}/rotations`,
     })),
   };
+  if (elsewhere === undefined) return routes;
+  // Each request again, aimed at the same secret in another environment.
+  return Object.fromEntries(
+    Object.entries(routes).map(([key, route]) => [
+      key,
+      inEnvironment(route, async (w, ctx) => {
+        const req = await route.request(w, ctx);
+        return { ...req, url: req.url.replace(base(w), elsewhere(w)) };
+      }),
+    ]),
+  );
 }
 
 export const inDays = (days: number) => new Date(Date.now() + days * 86_400_000).toISOString();
@@ -146,6 +202,30 @@ async function sinkOf({ t, caller }: Context): Promise<string> {
     payload: sinkBody(),
   });
   return created.statusCode === 201 ? created.json<{ id: string }>().id : randomUUID();
+}
+
+/**
+ * A pending invitation in the world's project, made by its owner for an address without an
+ * account, or (when the project does not exist) an id nothing has.
+ */
+async function invitationIn(w: World, { t, users }: Context): Promise<string> {
+  const email = `invitee-${randomBytes(6).toString('hex')}@example.com`;
+  const base = `/v1/projects/${w.slug}`;
+  const invited = await t.app.inject({
+    method: 'POST',
+    url: `${base}/members`,
+    headers: users.owner.headers,
+    payload: { email, role: 'readonly' },
+  });
+  if (invited.statusCode !== 201) return randomUUID();
+  const listed = await t.app.inject({
+    url: `${base}/invitations?limit=100`,
+    headers: users.owner.headers,
+  });
+  const invitation = listed
+    .json<{ data: Array<{ id: string; email: string }> }>()
+    .data.find((row) => row.email === email);
+  return invitation?.id ?? randomUUID();
 }
 
 /** Who may call what. Keep in step with src/access/permissions.ts and docs. */
@@ -300,6 +380,17 @@ export const ROUTES: Record<string, RouteCase> = {
     (w, { users }) => ({ url: `/v1/projects/${w.slug}/members/${users.target.id}` }),
     ONCE,
   ),
+  'GET /v1/projects/{project}/invitations': projectWide(
+    project('admin', 'admin', 200, (w) => ({ url: `/v1/projects/${w.slug}/invitations` })),
+  ),
+  'DELETE /v1/projects/{project}/invitations/{invitationId}': project(
+    'admin',
+    'admin',
+    204,
+    async (w, ctx) => ({
+      url: `/v1/projects/${w.slug}/invitations/${await invitationIn(w, ctx)}`,
+    }),
+  ),
   'GET /v1/projects/{project}/group-roles': project('readonly', 'read', 200, (w) => ({
     url: `/v1/projects/${w.slug}/group-roles`,
   })),
@@ -366,26 +457,40 @@ export const ROUTES: Record<string, RouteCase> = {
   'GET /v1/releases/{id}': project('readonly', 'read', 200, (w) => ({
     url: `/v1/releases/${w.releaseId}`,
   })),
-  'POST /v1/services/{id}/deployments': project('developer', 'deploy', 202, (w) => ({
-    url: `/v1/services/${w.serviceId}/deployments`,
-    payload: { environment: 'production', releaseId: w.releaseId },
-  })),
+  'POST /v1/services/{id}/deployments': inEnvironment(
+    project('developer', 'deploy', 202, (w) => ({
+      url: `/v1/services/${w.serviceId}/deployments`,
+      payload: { environment: 'staging', releaseId: w.releaseId },
+    })),
+    (w) => ({
+      url: `/v1/services/${w.serviceId}/deployments`,
+      payload: { environment: 'production', releaseId: w.releaseId },
+    }),
+  ),
   'GET /v1/services/{id}/deployments': project('readonly', 'read', 200, (w) => ({
     url: `/v1/services/${w.serviceId}/deployments`,
   })),
-  'POST /v1/services/{id}/rollback': project('developer', 'deploy', 202, (w) => ({
-    url: `/v1/services/${w.serviceId}/rollback`,
-    payload: { environment: 'production', releaseId: w.releaseId },
-  })),
+  'POST /v1/services/{id}/rollback': inEnvironment(
+    project('developer', 'deploy', 202, (w) => ({
+      url: `/v1/services/${w.serviceId}/rollback`,
+      payload: { environment: 'staging', releaseId: w.releaseId },
+    })),
+    (w) => ({
+      url: `/v1/services/${w.serviceId}/rollback`,
+      payload: { environment: 'production', releaseId: w.releaseId },
+    }),
+  ),
   'GET /v1/services/{id}/status': project('readonly', 'read', 200, (w) => ({
     url: `/v1/services/${w.serviceId}/status?environment=production`,
   })),
   'GET /v1/deployments/{id}': project('readonly', 'read', 200, (w) => ({
     url: `/v1/deployments/${w.deploymentId}`,
   })),
-  'GET /v1/deployments/{id}/logs': project('readonly', 'read', 200, (w) => ({
-    url: `/v1/deployments/${w.deploymentId}/logs`,
-  })),
+  // A workload's output is its environment's: a grant narrowed to another one cannot read it.
+  'GET /v1/deployments/{id}/logs': inEnvironment(
+    project('readonly', 'read', 200, (w) => ({ url: `/v1/deployments/${w.deploymentId}/logs` })),
+    (w) => ({ url: `/v1/deployments/${w.productionDeploymentId}/logs` }),
+  ),
 
   ...secretRoutes(
     '/v1/projects/{project}/secrets',
@@ -396,6 +501,7 @@ export const ROUTES: Record<string, RouteCase> = {
     '/v1/projects/{project}/environments/{env}/secrets',
     (w) => `/v1/projects/${w.slug}/environments/staging/secrets`,
     'shared',
+    (w) => `/v1/projects/${w.slug}/environments/production/secrets`,
   ),
   ...secretRoutes(
     '/v1/services/{id}/secrets',

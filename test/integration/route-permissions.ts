@@ -18,6 +18,7 @@ import {
   ROUTES,
   SECRET,
   inDays,
+  limitedOf,
   type Caller,
   type Context,
   type RouteCase,
@@ -140,6 +141,11 @@ export function describeRoutePermissions(backend: Backend): void {
         )
         .returning(['id', 'name'])
         .execute();
+      const environmentId = (name: string) => {
+        const found = environments.find((environment) => environment.name === name);
+        assert.ok(found, name);
+        return found.id;
+      };
       const members = [
         ['owner', owner],
         ['admin', ctxUsers.admin],
@@ -147,11 +153,24 @@ export function describeRoutePermissions(backend: Backend): void {
         ['readonly', ctxUsers.readonly],
         ['readonly', ctxUsers.target],
       ] as const;
+      const staging = environmentId('staging');
       await db
         .insertInto('project_members')
-        .values(
-          members.map(([role, member]) => ({ project_id: projectId, user_id: member.id, role })),
-        )
+        .values([
+          ...members.map(([role, member]) => ({ project_id: projectId, user_id: member.id, role })),
+          // Grants narrowed to one environment, as a security review found them abused.
+          ...(
+            [
+              ['admin', ctxUsers.stagingAdmin],
+              ['developer', ctxUsers.stagingDeveloper],
+            ] as const
+          ).map(([role, member]) => ({
+            project_id: projectId,
+            user_id: member.id,
+            role,
+            environment_id: staging,
+          })),
+        ])
         .execute();
       const { id: serviceId } = await db
         .insertInto('services')
@@ -186,20 +205,20 @@ export function describeRoutePermissions(backend: Backend): void {
         })
         .returning('id')
         .executeTakeFirstOrThrow();
-      const production =
-        environments.find((environment) => environment.name === 'production') ?? environments[0];
-      assert.ok(production);
-      const deployment = await db
+      const [deployment, productionDeployment] = await db
         .insertInto('deployments')
-        .values({
-          service_id: serviceId,
-          environment_id: production.id,
-          release_id: release.id,
-          replicas: 1,
-          status: 'failed',
-        })
+        .values(
+          ['staging', 'production'].map((name) => ({
+            service_id: serviceId,
+            environment_id: environmentId(name),
+            release_id: release.id,
+            replicas: 1,
+            status: 'failed' as const,
+          })),
+        )
         .returning('id')
-        .executeTakeFirstOrThrow();
+        .execute();
+      assert.ok(deployment && productionDeployment);
       let rotationId: string = randomUUID();
       if (options.secrets) {
         for (const base of [
@@ -239,6 +258,7 @@ export function describeRoutePermissions(backend: Backend): void {
         buildId: build.id,
         releaseId: release.id,
         deploymentId: deployment.id,
+        productionDeploymentId: productionDeployment.id,
         rotationId,
       };
     }
@@ -251,6 +271,7 @@ export function describeRoutePermissions(backend: Backend): void {
       buildId: randomUUID(),
       releaseId: randomUUID(),
       deploymentId: randomUUID(),
+      productionDeploymentId: randomUUID(),
       rotationId: randomUUID(),
     });
 
@@ -301,6 +322,8 @@ export function describeRoutePermissions(backend: Backend): void {
         'target',
         'spare',
         'victim',
+        'stagingAdmin',
+        'stagingDeveloper',
       ] as const;
       const made = await Promise.all(
         names.map(async (name) => [name, caller(await newUser(t.app, name))] as const),
@@ -400,6 +423,44 @@ export function describeRoutePermissions(backend: Backend): void {
         checked.push(key);
       }
       assert.ok(checked.length > 50, `checked ${checked.length} project routes`);
+    });
+
+    it('lets grants narrowed to staging act only there, and nothing that reaches the whole project', async () => {
+      const limitedRoles = [
+        ['admin', ctxUsers.stagingAdmin],
+        ['developer', ctxUsers.stagingDeveloper],
+      ] as const;
+      const refused = (response: { statusCode: number; body: string }, what: string) => {
+        assert.equal(response.statusCode, 403, `${what} must be refused: ${response.body}`);
+        assert.equal(JSON.parse(response.body).error.code, 'FORBIDDEN', what);
+      };
+      let checked = 0;
+      for (const [key, route] of Object.entries(ROUTES)) {
+        const { access } = route;
+        if (access.kind !== 'project') continue;
+        const limited = limitedOf(key, route);
+        for (const [role, who] of limitedRoles) {
+          const what = `${key} as ${role}@staging`;
+          const isAllowed = limited.kind !== 'project-wide' && RANK[role] >= RANK[access.role];
+          if (limited.kind === 'environment') {
+            const elsewhere = { ...route, request: limited.elsewhere };
+            refused(await call(key, elsewhere, shared, who), `${what} in production`);
+          }
+          if (!isAllowed) {
+            refused(await call(key, route, shared, who), what);
+            continue;
+          }
+          const world = key.startsWith('GET ')
+            ? shared
+            : route.once === true
+              ? await createWorld({ secrets: key.includes('secret') })
+              : scratch;
+          const response = await call(key, route, world, who);
+          assert.equal(response.statusCode, route.ok, `${what}: ${response.body}`);
+          checked += 1;
+        }
+      }
+      assert.ok(checked > 20, `checked ${checked} allowed calls`);
     });
 
     it('limits API tokens to their scopes on every project route', async () => {

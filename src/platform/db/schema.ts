@@ -81,6 +81,19 @@ export interface ProjectMembersTable {
   created_at: Auto<Date>;
 }
 
+/** Migration 0008: a grant waiting for an account with its email address. */
+export interface ProjectInvitationsTable {
+  id: Auto<string>;
+  project_id: string;
+  email: string;
+  role: Role;
+  environment_id: string | null;
+  expires_at: Timestamp | null;
+  invite_expires_at: Timestamp;
+  invited_by: string | null;
+  created_at: Auto<Date>;
+}
+
 export interface ServicesTable {
   id: Auto<string>;
   project_id: string;
@@ -190,6 +203,7 @@ export interface Schema {
   projects: ProjectsTable;
   environments: EnvironmentsTable;
   project_members: ProjectMembersTable;
+  project_invitations: ProjectInvitationsTable;
   services: ServicesTable;
   service_variables: ServiceVariablesTable;
   builds: BuildsTable;
@@ -206,6 +220,7 @@ export type UserRow = Selectable<UsersTable>;
 export type ProjectRow = Selectable<ProjectsTable>;
 export type EnvironmentRow = Selectable<EnvironmentsTable>;
 export type MemberRow = Selectable<ProjectMembersTable>;
+export type InvitationRow = Selectable<ProjectInvitationsTable>;
 export type ServiceRow = Selectable<ServicesTable>;
 export type BuildRow = Selectable<BuildsTable>;
 export type ReleaseRow = Selectable<ReleasesTable>;
