@@ -16,7 +16,7 @@ import {
 import { installAuditHooks } from './audit-http.js';
 import { createAuditRecorder } from './audit-recorder.js';
 import type { AuditWriter } from './audit-writer.js';
-import { insertEvents } from './audit.repository.js';
+import { findRouteScope, insertEvents } from './audit.repository.js';
 import { writerRig, type WriterRig } from './test-support/events.js';
 
 for (const backend of testBackends()) {
@@ -49,6 +49,7 @@ for (const backend of testBackends()) {
       installAuditHooks(app, {
         recorder,
         keys,
+        findScope: (target) => findRouteScope(db, target),
         tokens: {
           issuer: 'switchyard',
           audience: 'switchyard-api',

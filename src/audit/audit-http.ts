@@ -7,7 +7,11 @@ import { openAuditScope, runInAuditScope, type AuditScope } from './audit-contex
 import { actorOf, isProjectRole } from './audit-actor.js';
 import { ANONYMOUS_ACTOR, buildRecord, type Actor, type AuditEventInput } from './audit-event.js';
 import type { AuditRecorder } from './audit-recorder.js';
+import type { RouteScope, RouteTarget } from './audit.repository.js';
 import type { Outcome } from './audit.tables.js';
+
+/** Finds the project (and environment) a request's URL names; see findRouteScope. */
+export type FindRouteScope = (target: RouteTarget) => Promise<RouteScope | undefined>;
 
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 const BEARER = /^Bearer ([A-Za-z0-9._~+/=-]+)$/;
@@ -31,7 +35,12 @@ function outcomeOf(status: number): Outcome {
  */
 export function installAuditHooks(
   app: FastifyInstance,
-  deps: { recorder: AuditRecorder; keys: KeyRing; tokens: TokenSettings },
+  deps: {
+    recorder: AuditRecorder;
+    keys: KeyRing;
+    tokens: TokenSettings;
+    findScope: FindRouteScope;
+  },
 ): void {
   const scopes = new WeakMap<FastifyRequest, AuditScope>();
 
@@ -67,10 +76,25 @@ export function installAuditHooks(
     };
   });
 
+  // Placing the event in its project takes a query. It is made before the answer goes out (only
+  // for requests that will need an event of their own), so that onResponse, which queues the
+  // event, need not wait for the database after the client has its answer.
+  const places = new WeakMap<FastifyRequest, RouteScope>();
+  app.addHook('onSend', async (request, reply, payload) => {
+    const scope = scopes.get(request);
+    if (scope === undefined || !needsRequestEvent(request, reply.statusCode, scope)) return payload;
+    const place = await placeRequest(request, deps.findScope);
+    if (place !== undefined) places.set(request, place);
+    return payload;
+  });
+
   app.addHook('onResponse', async (request, reply) => {
     const scope = scopes.get(request);
     if (scope === undefined) return;
-    const input = await requestEventFor(request, reply, scope, deps);
+    const input = await requestEventFor(request, reply, scope, {
+      ...deps,
+      place: places.get(request),
+    });
     if (input === undefined) return;
     const record = buildRecord(input.event, {
       actor: input.actor,
@@ -86,7 +110,7 @@ async function requestEventFor(
   request: FastifyRequest,
   reply: FastifyReply,
   scope: AuditScope,
-  deps: { keys: KeyRing; tokens: TokenSettings },
+  deps: { keys: KeyRing; tokens: TokenSettings; place: RouteScope | undefined },
 ): Promise<{ event: AuditEventInput; actor: Actor } | undefined> {
   const status = reply.statusCode;
   const outcome = outcomeOf(status);
@@ -107,14 +131,16 @@ async function requestEventFor(
     };
   }
 
-  const isChange = !READ_METHODS.has(request.method) && route !== undefined;
-  if (!isChange && outcome !== 'denied') return undefined;
+  if (!needsRequestEvent(request, status, scope)) return undefined;
   const role = scope.error?.role;
   const actor = scope.actor.type === 'anonymous' ? await claimedActor(request, deps) : scope.actor;
   return {
     event: {
       action: `${request.method} ${route ?? 'unmatched'}`,
       outcome,
+      ...(deps.place === undefined
+        ? {}
+        : { projectId: deps.place.projectId, environmentId: deps.place.environmentId }),
       ...(role !== undefined && isProjectRole(role) ? { actorRole: role } : {}),
       details: {
         ...details,
@@ -151,4 +177,67 @@ async function claimedActor(
   } catch {
     return ANONYMOUS_ACTOR;
   }
+}
+
+// Resource routes whose `:id` places the request in a project.
+const ID_ROUTES: ReadonlyArray<
+  [prefix: string, kind: 'service' | 'build' | 'release' | 'deployment']
+> = [
+  ['/v1/services/:id', 'service'],
+  ['/v1/builds/:id', 'build'],
+  ['/v1/releases/:id', 'release'],
+  ['/v1/deployments/:id', 'deployment'],
+];
+
+// A lookup slower than this leaves the event without a project rather than hold it back.
+const SCOPE_LOOKUP_TIMEOUT_MS = 1_000;
+
+/** What the request's URL names: a project (and environment), or a resource by id. */
+export function routeTargetOf(route: string | undefined, params: unknown): RouteTarget | undefined {
+  if (route === undefined || typeof params !== 'object' || params === null) return undefined;
+  const named = params as Record<string, unknown>;
+  const project = named['project'];
+  if (typeof project === 'string' && route.startsWith('/v1/projects/:project')) {
+    const env = named['env'];
+    return { kind: 'project', project, environment: typeof env === 'string' ? env : undefined };
+  }
+  const id = named['id'];
+  if (typeof id !== 'string') return undefined;
+  for (const [prefix, kind] of ID_ROUTES)
+    if (route === prefix || route.startsWith(`${prefix}/`)) return { kind, id };
+  return undefined;
+}
+
+/**
+ * The project and environment a request event belongs to, from its URL, so that the
+ * project's Owners and Admins see it. It is looked up after the answer was sent and never
+ * changes it; the event is read only by that project's Owners and Admins (and instance
+ * admins), so the caller learns nothing. A failed or slow lookup leaves the event unplaced.
+ */
+async function placeRequest(
+  request: FastifyRequest,
+  findScope: FindRouteScope,
+): Promise<RouteScope | undefined> {
+  const target = routeTargetOf(request.routeOptions.url, request.params);
+  if (target === undefined) return undefined;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      findScope(target),
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), SCOPE_LOOKUP_TIMEOUT_MS);
+      }),
+    ]);
+  } catch {
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** True when a request with no event of its own needs one: a change, or a denied request. */
+function needsRequestEvent(request: FastifyRequest, status: number, scope: AuditScope): boolean {
+  if (scope.hasPrimary) return false;
+  const isChange = !READ_METHODS.has(request.method) && request.routeOptions.url !== undefined;
+  return isChange || outcomeOf(status) === 'denied';
 }

@@ -285,3 +285,88 @@ export async function findJobRequester(db: Db, subject: JobSubject): Promise<str
     select requested_by from secret_rotations where id = ${subject.id}`.execute(db);
   return rows[0]?.requested_by ?? null;
 }
+
+/** What a request's URL names, by which its event is placed in a project. */
+export type RouteTarget =
+  | { kind: 'project'; project: string; environment: string | undefined }
+  | { kind: 'service' | 'build' | 'release' | 'deployment'; id: string };
+
+export interface RouteScope {
+  projectId: string;
+  environmentId: string | null;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The project (and environment, where the URL names one) of what a request's URL names;
+ * undefined when nothing matches. A project is named by id or slug, an environment by id or
+ * name; a service, build, release or deployment by id (a deployment names its environment).
+ */
+export async function findRouteScope(db: Db, target: RouteTarget): Promise<RouteScope | undefined> {
+  if (target.kind === 'project') return findProjectScope(db, target.project, target.environment);
+  if (!UUID.test(target.id)) return undefined;
+  if (target.kind === 'service') {
+    const row = await db
+      .selectFrom('services')
+      .select('project_id')
+      .where('id', '=', target.id)
+      .executeTakeFirst();
+    return row === undefined ? undefined : { projectId: row.project_id, environmentId: null };
+  }
+  if (target.kind === 'deployment') {
+    const row = await db
+      .selectFrom('deployments as d')
+      .innerJoin('services as s', 's.id', 'd.service_id')
+      .select(['s.project_id', 'd.environment_id'])
+      .where('d.id', '=', target.id)
+      .executeTakeFirst();
+    return row === undefined
+      ? undefined
+      : { projectId: row.project_id, environmentId: row.environment_id };
+  }
+  const row =
+    target.kind === 'build'
+      ? await db
+          .selectFrom('builds as r')
+          .innerJoin('services as s', 's.id', 'r.service_id')
+          .select('s.project_id')
+          .where('r.id', '=', target.id)
+          .executeTakeFirst()
+      : await db
+          .selectFrom('releases as r')
+          .innerJoin('services as s', 's.id', 'r.service_id')
+          .select('s.project_id')
+          .where('r.id', '=', target.id)
+          .executeTakeFirst();
+  return row === undefined ? undefined : { projectId: row.project_id, environmentId: null };
+}
+
+async function findProjectScope(
+  db: Db,
+  project: string,
+  environment: string | undefined,
+): Promise<RouteScope | undefined> {
+  const found = await db
+    .selectFrom('projects')
+    .select('id')
+    .where((eb) =>
+      UUID.test(project)
+        ? eb.or([eb('id', '=', project), eb('slug', '=', project)])
+        : eb('slug', '=', project),
+    )
+    .executeTakeFirst();
+  if (found === undefined) return undefined;
+  if (environment === undefined) return { projectId: found.id, environmentId: null };
+  const env = await db
+    .selectFrom('environments')
+    .select('id')
+    .where('project_id', '=', found.id)
+    .where((eb) =>
+      UUID.test(environment)
+        ? eb.or([eb('id', '=', environment), eb('name', '=', environment)])
+        : eb('name', '=', environment),
+    )
+    .executeTakeFirst();
+  return { projectId: found.id, environmentId: env?.id ?? null };
+}

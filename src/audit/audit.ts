@@ -11,7 +11,13 @@ import { createAuditRecorder, type AuditRecorder } from './audit-recorder.js';
 import { AuditSpool } from './audit-spool.js';
 import { createAuditWriter, type AuditWriter } from './audit-writer.js';
 import { createAuditMetrics, type AuditMetrics } from './audit.metrics.js';
-import { findJobRequester, insertEvents, type JobSubject } from './audit.repository.js';
+import {
+  findJobRequester,
+  findRouteScope,
+  insertEvents,
+  type JobSubject,
+} from './audit.repository.js';
+import type { FindRouteScope } from './audit-http.js';
 import { SYSTEM_ACTOR, type Actor } from './audit-event.js';
 import { createAuditService, type AuditService } from './audit.service.js';
 import { createSinkDeliverer, type SinkDeliverer } from './sink-delivery.js';
@@ -31,6 +37,8 @@ export interface Audit {
    * events it records name them rather than the system. The system when no one is known.
    */
   jobActor(subject: JobSubject): Promise<Actor>;
+  /** The project (and environment) a request's URL names, to place its request event. */
+  findRouteScope: FindRouteScope;
   /** The background work of a worker process: checkpoints and sink deliveries, until `signal`. */
   runBackground(signal: AbortSignal): Promise<void>;
   /** Flushes the writer (to the database, or the spool) and closes the spool. */
@@ -122,6 +130,7 @@ export function openAudit(deps: {
         ? SYSTEM_ACTOR
         : { type: 'user', id: userId, tokenId: null, role: null };
     },
+    findRouteScope: (target) => findRouteScope(db, target),
     async runBackground(signal) {
       await Promise.all([
         checkpointer.run(signal),

@@ -78,7 +78,12 @@ export async function buildApp(deps: Dependencies): Promise<AppInstance> {
   installErrorHandling(app);
   endEventStreamsOnClose(app);
   installRequestHooks(app, deps);
-  installAuditHooks(app, { recorder: deps.audit.recorder, keys: deps.keys, tokens: config.auth });
+  installAuditHooks(app, {
+    recorder: deps.audit.recorder,
+    keys: deps.keys,
+    tokens: config.auth,
+    findScope: deps.audit.findRouteScope,
+  });
 
   installSecurityHeaders(app, await helmetHeaders({ contentSecurityPolicy: false }));
   await registerBrowserSupport(app, config);
