@@ -1,20 +1,24 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import {
   chmod,
   constants,
-  copyFile,
+  open,
   lstat,
   mkdir,
   mkdtemp,
   readdir,
   readlink,
+  realpath,
   rename,
   rm,
   symlink,
   writeFile,
+  type FileHandle,
 } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 
 /**
  * Content-addressed artifacts. An artifact is a built tree without `.git`, stored at
@@ -24,6 +28,8 @@ import { join } from 'node:path';
  */
 export const MANIFEST_PATH = '.switchyard/manifest.json';
 const SWITCHYARD_FOLDER = '.switchyard';
+
+type ManifestFile = Extract<ManifestEntry, { type: 'file' }>;
 
 export type ManifestEntry =
   | { path: string; type: 'dir' }
@@ -43,7 +49,9 @@ export interface PublishedArtifact {
 }
 
 /** Walks `root`, skipping every `.git` folder, sockets and devices. Honours `signal`. */
-export async function readTreeManifest(root: string, signal: AbortSignal): Promise<TreeManifest> {
+export async function readTreeManifest(tree: string, signal: AbortSignal): Promise<TreeManifest> {
+  // Real, so that a file opened inside it can be checked to be where it was named.
+  const root = await realpath(tree);
   const entries: ManifestEntry[] = [];
   const pending = [''];
 
@@ -93,7 +101,8 @@ export async function publishArtifact(
   const target = join(artifactRoot, hex);
   if (await exists(join(target, MANIFEST_PATH))) return { path: target, isReused: true };
 
-  await mkdir(artifactRoot, { recursive: true });
+  // Entered by workload users, never listed: a digest must be known to reach an artifact.
+  await mkdir(artifactRoot, { recursive: true, mode: 0o711 });
   const staging = await mkdtemp(join(artifactRoot, '.tmp-'));
   try {
     // Created first: a tree whose .switchyard is a file or a symlink then fails to copy.
@@ -115,7 +124,7 @@ async function describeEntry(root: string, path: string): Promise<ManifestEntry 
   if (!info.isFile()) return undefined;
 
   const executable = (info.mode & 0o111) !== 0;
-  return { path, type: 'file', executable, size: info.size, sha256: await hashFile(fullPath) };
+  return { path, type: 'file', executable, size: info.size, sha256: await hashFile(root, path) };
 }
 
 function canonicalEntry(entry: ManifestEntry): ManifestEntry {
@@ -131,14 +140,66 @@ function canonicalEntry(entry: ManifestEntry): ManifestEntry {
   }
 }
 
-async function hashFile(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
+async function hashFile(root: string, path: string): Promise<string> {
+  const file = await openInTree(root, path);
+  try {
+    const hash = createHash('sha256');
+    for await (const chunk of file.createReadStream({ autoClose: false })) {
+      hash.update(chunk as Buffer);
+    }
+    return hash.digest('hex');
+  } finally {
+    await file.close();
+  }
+}
+
+/**
+ * Opens the regular file at `root/path` for reading, making sure it is that file: the tree
+ * belongs to a build that ran as another user, and a process of it that outlived the build
+ * could swap a file or a folder on the way for a link to one of Switchyard's own files. The
+ * last step must not be a link (O_NOFOLLOW), and the opened file's real path, read back from
+ * /proc, must be the one named. `root` must be a real path.
+ */
+async function openInTree(root: string, path: string): Promise<FileHandle> {
+  const fullPath = join(root, path);
+  const flags = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+  const file = await open(fullPath, flags);
+  try {
+    if (!(await file.stat()).isFile()) throw new Error(`${path} is no longer a regular file`);
+    // Without /proc (not Linux) only O_NOFOLLOW guards, and there are no workload users.
+    const opened = await readlink(`/proc/self/fd/${file.fd}`).catch(() => fullPath);
+    if (opened !== fullPath) throw new Error(`${path} does not lie inside the built tree`);
+    return file;
+  } catch (error) {
+    await file.close();
+    throw error;
+  }
+}
+
+/** Copies one file through `openInTree`, failing when its content is not what was hashed. */
+async function copyVerified(from: string, entry: ManifestFile, target: string): Promise<void> {
+  const file = await openInTree(from, entry.path);
+  try {
+    const hash = createHash('sha256');
+    const hashing = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        hash.update(chunk);
+        done(null, chunk);
+      },
+    });
+    const output = createWriteStream(target, { flags: 'wx', mode: 0o644 });
+    await pipeline(file.createReadStream({ autoClose: false }), hashing, output);
+    if (hash.digest('hex') !== entry.sha256) {
+      throw new Error(`${entry.path} changed while the artifact was stored`);
+    }
+  } finally {
+    await file.close();
+  }
 }
 
 /** Copies exactly the manifest's entries; modes are normalised to 0644/0755. */
 async function copyTree(from: string, to: string, entries: ManifestEntry[]): Promise<void> {
+  const root = await realpath(from);
   for (const entry of entries) {
     const target = join(to, entry.path);
     switch (entry.type) {
@@ -149,7 +210,7 @@ async function copyTree(from: string, to: string, entries: ManifestEntry[]): Pro
         await symlink(entry.target, target);
         break;
       case 'file':
-        await copyFile(join(from, entry.path), target, constants.COPYFILE_FICLONE);
+        await copyVerified(root, entry, target);
         await chmod(target, entry.executable ? 0o755 : 0o644);
         break;
     }

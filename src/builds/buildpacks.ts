@@ -1,4 +1,4 @@
-import { lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, readlink, realpath, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { BuildFailedError } from './build-error.js';
 import { STATIC_SERVER_PATH, STATIC_SERVER_SOURCE } from './static-server.js';
@@ -130,7 +130,7 @@ async function staticStart(dir: string): Promise<StartCommand> {
     );
   }
   await mkdir(folder, { recursive: true });
-  await writeFile(join(dir, STATIC_SERVER_PATH), STATIC_SERVER_SOURCE, { mode: 0o644 });
+  await writeInsideTree(dir, STATIC_SERVER_PATH, STATIC_SERVER_SOURCE);
   return { command: 'node', args: [STATIC_SERVER_PATH, root] };
 }
 
@@ -179,4 +179,25 @@ async function readRegularFile(path: string): Promise<string | undefined> {
 async function isFile(path: string): Promise<boolean> {
   const info = await lstat(path).catch(() => undefined);
   return info?.isFile() ?? false;
+}
+
+/**
+ * Writes a new file into the built tree, which belongs to the build's user: whatever is at
+ * the path is removed first, the file is created exclusively (never through a link), and it
+ * must have landed inside the tree, not behind a folder swapped for a link meanwhile.
+ */
+async function writeInsideTree(dir: string, path: string, content: string): Promise<void> {
+  const fullPath = join(await realpath(dir), path);
+  await rm(fullPath, { force: true });
+  const file = await open(fullPath, 'wx', 0o644);
+  try {
+    const landed = await readlink(`/proc/self/fd/${file.fd}`).catch(() => fullPath);
+    if (landed !== fullPath) {
+      await rm(landed, { force: true });
+      throw new BuildFailedError('artifact_failed', 'the tree changed while it was built');
+    }
+    await file.writeFile(content);
+  } finally {
+    await file.close();
+  }
 }
