@@ -7,6 +7,7 @@ import {
   processIdentity,
   terminateProcesses,
 } from '../platform/orphan-processes.js';
+import { spawnUser, type RunAs } from '../platform/workload-users.js';
 import type { LineSink } from './log-redaction.js';
 
 /** How long a process group gets between SIGTERM and SIGKILL. */
@@ -38,6 +39,8 @@ export interface ProcessSpec {
   cwd: string;
   /** The whole environment of the process; nothing is inherited. */
   env: Record<string, string>;
+  /** The user the process runs as (the project's workload user); absent, Switchyard's own. */
+  runAs?: RunAs | undefined;
   /** Aborting kills the process group; the run then rejects with `signal.reason`. */
   signal: AbortSignal;
   stdout: LineSink;
@@ -65,6 +68,7 @@ export async function runProcess(spec: ProcessSpec): Promise<ProcessExit> {
     const child = spawn(spec.command, [...spec.args], {
       cwd: spec.cwd,
       env,
+      ...spawnUser(spec.runAs),
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

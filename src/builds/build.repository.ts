@@ -222,3 +222,16 @@ export async function findReleaseOfBuild(db: Db, buildId: string): Promise<Relea
     .orderBy('version')
     .executeTakeFirst();
 }
+
+/** The workload slot of a project (which picks the user its builds run as); undefined if gone. */
+export async function findProjectWorkloadSlot(
+  db: Db,
+  projectId: string,
+): Promise<number | undefined> {
+  const row = await db
+    .selectFrom('projects')
+    .select('workload_slot')
+    .where('id', '=', projectId)
+    .executeTakeFirst();
+  return row?.workload_slot;
+}

@@ -18,6 +18,7 @@ import { BUILD_RUN, type BuildRunPayload } from './build.jobs.js';
 import { toBuildResponse } from './build.schema.js';
 import { BuildFailedError, runLocalBuild } from './local-builder.js';
 import type { GitCredentials } from './git.js';
+import type { RunAs } from '../platform/workload-users.js';
 
 const BUILD_NOT_FOUND = { code: 'BUILD_NOT_FOUND', message: 'Build not found' } as const;
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
@@ -36,6 +37,8 @@ export function createBuildService(deps: {
   secretValues?: (serviceId: string) => Promise<string[]>;
   /** Platform git credentials for a service's repository URL (its own host's only). */
   gitCredentials?: (gitUrl: string, serviceId: string) => Promise<GitCredentials | undefined>;
+  /** The user a project's builds run as, by its workload slot; undefined runs them as us. */
+  workloadUser?: (slot: number) => RunAs | undefined;
   /** This process as a worker: claims carry its id; claims of workers silent for staleMs lapse. */
   worker: { id: string; staleMs: number };
   audit: AuditRecorder;
@@ -44,6 +47,13 @@ export function createBuildService(deps: {
   const gitCredentialsFor = async (gitUrl: string, serviceId: string) => {
     const credentials = await deps.gitCredentials?.(gitUrl, serviceId);
     return credentials === undefined ? {} : { gitCredentials: credentials };
+  };
+  const workloadUserOf = async (projectId: string) => {
+    if (deps.workloadUser === undefined) return undefined;
+    const slot = await repo.findProjectWorkloadSlot(db, projectId);
+    // Without its project there is no user to build as, and Switchyard's own is no fallback.
+    if (slot === undefined) throw new BuildFailedError('cancelled', 'the project was deleted');
+    return deps.workloadUser(slot);
   };
 
   async function access(principal: Principal, buildId: string) {
@@ -194,6 +204,8 @@ export function createBuildService(deps: {
           buildEnv: variables,
           secretValues: (await deps.secretValues?.(service.id)) ?? [],
           ...(await gitCredentialsFor(service.git_url, service.id)),
+          runAs: await workloadUserOf(service.project_id),
+          refusedLocalRoot: deps.dataDir,
           timeoutMs: deps.timeoutMs,
           signal,
           onLog: (line) => writer.write(line),

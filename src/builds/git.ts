@@ -1,3 +1,7 @@
+import { realpath, writeFile } from 'node:fs/promises';
+import { isAbsolute, join, relative, sep } from 'node:path';
+import { localGitPath } from '../platform/url-guard.js';
+import type { RunAs } from '../platform/workload-users.js';
 import { BuildFailedError, type BuildFailureReason } from './build-error.js';
 import { runProcess, SYSTEM_PATH } from './build-process.js';
 import { createLineSink, NO_REDACTION, type Redactor } from './log-redaction.js';
@@ -15,6 +19,15 @@ export interface CheckoutOptions {
   /** An empty folder used as HOME, so no user configuration or stored credentials apply. */
   home: string;
   credentials?: GitCredentials | undefined;
+  /** The user git runs as (the project's workload user); absent, Switchyard's own. */
+  runAs?: RunAs | undefined;
+  /**
+   * A folder of Switchyard's, not writable by `runAs`, for git's configuration file. Without
+   * it git reads no configuration file at all.
+   */
+  configDir?: string | undefined;
+  /** A local repository inside this folder (Switchyard's data folder) is refused. */
+  refusedLocalRoot?: string | undefined;
   signal: AbortSignal;
   redactor: Redactor;
   onLog: (line: string) => void;
@@ -62,13 +75,14 @@ export function gitEnvironment(
   home: string,
   url: string,
   credentials?: GitCredentials,
+  globalConfig = '/dev/null',
 ): Record<string, string> {
   const env: Record<string, string> = {
     PATH: SYSTEM_PATH,
     HOME: home,
     GIT_TERMINAL_PROMPT: '0',
     GIT_CONFIG_NOSYSTEM: '1',
-    GIT_CONFIG_GLOBAL: '/dev/null',
+    GIT_CONFIG_GLOBAL: globalConfig,
     GIT_SSH_COMMAND: 'ssh -o BatchMode=yes',
   };
   const origin = httpOrigin(url);
@@ -96,9 +110,13 @@ function basicToken(credentials: GitCredentials): string {
  * Fetches `ref` from `url` into `dir` (shallow unless a short sha needs the history), checks it
  * out and returns the full commit sha. Throws BuildFailedError 'ref_not_found' or 'clone_failed'.
  */
-export async function checkoutRef(options: CheckoutOptions): Promise<string> {
-  assertSafeRef(options.ref);
-  const git = gitRunner(options);
+export async function checkoutRef(given: CheckoutOptions): Promise<string> {
+  assertSafeRef(given.ref);
+  const localPath = await checkLocalRepository(given.url, given.refusedLocalRoot);
+  // Git reads the path that was checked, not one a link could redirect later.
+  const options = { ...given, url: localUrl(given.url, localPath) ?? given.url };
+  const globalConfig = await writeGitConfig(options.configDir, localPath);
+  const git = gitRunner(options, globalConfig);
 
   await expectGit(git, ['init', '--quiet'], 'clone_failed', 'could not prepare the clone');
   const remoteRefs = await expectGit(
@@ -127,8 +145,65 @@ interface GitOutcome {
 /** Runs git in the clone folder; stderr goes to the build log, stdout comes back as lines. */
 type GitRun = (args: string[]) => Promise<GitOutcome>;
 
-function gitRunner(options: CheckoutOptions): GitRun {
-  const env = gitEnvironment(options.home, options.url, options.credentials);
+/**
+ * The real path of a local repository (`/path` or `file:///path`), or undefined for a remote
+ * one. The service's URL was checked when it was saved; links may have moved since, so a
+ * repository that now resolves into Switchyard's data folder is refused here too.
+ */
+async function checkLocalRepository(
+  url: string,
+  refusedRoot: string | undefined,
+): Promise<string | undefined> {
+  const path = localGitPath(url);
+  if (path === undefined) return undefined;
+  if (url.startsWith('file://') && url.includes('%')) {
+    throw new BuildFailedError('clone_failed', 'file:// git URLs must not be percent-encoded');
+  }
+  const real = await realpath(path).catch(() => undefined);
+  if (real === undefined) {
+    throw new BuildFailedError('clone_failed', 'the local repository does not exist');
+  }
+  // A folder that does not exist holds no repository.
+  const refused =
+    refusedRoot === undefined ? undefined : await realpath(refusedRoot).catch(() => undefined);
+  if (refused !== undefined && isInside(real, refused)) {
+    throw new BuildFailedError(
+      'clone_failed',
+      "local repositories inside Switchyard's data folder are refused",
+    );
+  }
+  return real;
+}
+
+function isInside(path: string, folder: string): boolean {
+  const within = relative(folder, path);
+  return (
+    within === '' || (within !== '..' && !within.startsWith(`..${sep}`) && !isAbsolute(within))
+  );
+}
+
+/**
+ * Git refuses to read a repository another user owns ("dubious ownership"), which a local
+ * repository is to a workload user. The one repository named is declared safe in a file of
+ * Switchyard's; nothing else is configured. Returns the file, or /dev/null.
+ */
+async function writeGitConfig(
+  configDir: string | undefined,
+  localPath: string | undefined,
+): Promise<string> {
+  if (configDir === undefined || localPath === undefined) return '/dev/null';
+  const file = join(configDir, 'gitconfig');
+  const quoted = (value: string) => `"${value.replace(/["\\]/g, '\\$&')}"`;
+  const lines = [
+    '[safe]',
+    ...[localPath, `${localPath}/.git`].map((p) => `\tdirectory = ${quoted(p)}`),
+  ];
+  await writeFile(file, `${lines.join('\n')}\n`, { mode: 0o644, flag: 'wx' });
+  return file;
+}
+
+function gitRunner(options: CheckoutOptions, globalConfig: string): GitRun {
+  const env = gitEnvironment(options.home, options.url, options.credentials, globalConfig);
 
   return async (args) => {
     const stdout: string[] = [];
@@ -137,6 +212,7 @@ function gitRunner(options: CheckoutOptions): GitRun {
       args: [...GIT_CONFIG_ARGS, ...args],
       cwd: options.dir,
       env,
+      runAs: options.runAs,
       signal: options.signal,
       stdout: createLineSink(NO_REDACTION, (line) => stdout.push(line)),
       stderr: createLineSink(options.redactor, options.onLog),
@@ -225,4 +301,10 @@ function httpOrigin(url: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** `url` pointing at `realPath` instead, in the same form (a path or a file:// URL). */
+function localUrl(url: string, realPath: string | undefined): string | undefined {
+  if (realPath === undefined) return undefined;
+  return url.startsWith('file://') ? `file://${realPath}` : realPath;
 }

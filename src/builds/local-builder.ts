@@ -1,6 +1,7 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { makeWorkloadFolder, type RunAs } from '../platform/workload-users.js';
 import {
   encodeManifest,
   manifestSizeBytes,
@@ -43,6 +44,10 @@ export interface BuildInput {
   secretValues: readonly string[];
   /** For https remotes; never on a command line, never logged. */
   gitCredentials?: GitCredentials;
+  /** The user git and the build steps run as (the project's workload user); absent, ours. */
+  runAs?: RunAs | undefined;
+  /** A local repository inside this folder (Switchyard's data folder) is refused. */
+  refusedLocalRoot?: string | undefined;
   timeoutMs: number;
   signal: AbortSignal;
   /** Build output, one redacted line at a time. */
@@ -98,8 +103,7 @@ export async function runLocalBuild(input: BuildInput): Promise<BuildResult> {
   let scratch: string | undefined;
   try {
     deadline.signal.throwIfAborted();
-    await mkdir(input.workRoot, { recursive: true });
-    scratch = await mkdtemp(join(input.workRoot, 'build-'));
+    scratch = await makeScratch(input.workRoot, input.runAs);
     const context = { input, scratch, signal: deadline.signal, redactor, log, emit };
     const result = await build(context);
     const durationMs = Math.round(performance.now() - startedAt);
@@ -133,8 +137,8 @@ async function build(context: BuildContext): Promise<BuildResult> {
   const { input, scratch, signal, log } = context;
   const home = join(scratch, 'home');
   const source = join(scratch, 'source');
-  await mkdir(home);
-  await mkdir(source);
+  await makeWorkloadFolder(home, input.runAs);
+  await makeWorkloadFolder(source, input.runAs);
 
   log(`-----> Fetching ${input.ref}`);
   const commitSha = await checkoutRef({
@@ -143,6 +147,9 @@ async function build(context: BuildContext): Promise<BuildResult> {
     dir: source,
     home,
     credentials: input.gitCredentials,
+    runAs: input.runAs,
+    configDir: scratch,
+    refusedLocalRoot: input.refusedLocalRoot,
     signal,
     redactor: context.redactor,
     onLog: context.emit,
@@ -169,6 +176,7 @@ async function runStep(context: BuildContext, step: BuildStep, cwd: string, home
     args: step.args,
     cwd,
     env: stepEnvironment(context.input.buildEnv, home),
+    runAs: context.input.runAs,
     signal: context.signal,
     stdout: createLineSink(context.redactor, context.emit),
     stderr: createLineSink(context.redactor, context.emit),
@@ -218,6 +226,22 @@ async function storeArtifact(source: string, artifactRoot: string, signal: Abort
       cause: error,
     });
   }
+}
+
+/**
+ * A fresh scratch folder of Switchyard's. With a workload user, the work root and the scratch
+ * folder can be traversed but not listed (0711), so the build reaches its own HOME and
+ * source folders (the user's, 0700) and no other build's; the git configuration beside them
+ * stays Switchyard's.
+ */
+async function makeScratch(workRoot: string, runAs: RunAs | undefined): Promise<string> {
+  await mkdir(workRoot, { recursive: true, mode: 0o700 });
+  const scratch = await mkdtemp(join(workRoot, 'build-'));
+  if (runAs !== undefined) {
+    await chmod(workRoot, 0o711);
+    await chmod(scratch, 0o711);
+  }
+  return scratch;
 }
 
 // setTimeout fires at once for delays past 2^31 - 1 ms.

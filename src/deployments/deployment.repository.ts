@@ -81,6 +81,8 @@ export interface DeploymentPlan {
   release: ReleaseRow;
   runtime: RuntimeSettings;
   labels: { project: string; environment: string; service: string };
+  /** The project's number, which picks the user its workloads run as. */
+  workloadSlot: number;
 }
 
 function planQuery(db: Db) {
@@ -107,6 +109,7 @@ function planQuery(db: Db) {
       's.name as s_name',
       'e.name as e_name',
       'p.slug as p_slug',
+      'p.workload_slot as p_workload_slot',
     ]);
 }
 
@@ -129,6 +132,7 @@ function toPlan(row: PlanRow): DeploymentPlan {
     s_name,
     e_name,
     p_slug,
+    p_workload_slot,
     ...deployment
   } = row;
   return {
@@ -148,6 +152,7 @@ function toPlan(row: PlanRow): DeploymentPlan {
     },
     runtime: s_runtime,
     labels: { project: p_slug, environment: e_name, service: s_name },
+    workloadSlot: p_workload_slot,
   };
 }
 

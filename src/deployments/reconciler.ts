@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { inTransaction, type Db } from '../platform/db/transaction.js';
 import type { Metrics } from '../platform/metrics.js';
 import type { Router } from '../router/router.js';
+import type { RunAs } from '../platform/workload-users.js';
 import { WorkloadStartError, type RuntimeDriver, type WorkloadSpec } from '../runtime/runtime.js';
 import * as repo from './deployment.repository.js';
 import type { DeploymentPlan } from './deployment.repository.js';
@@ -20,6 +21,8 @@ export interface ReconcilerOptions {
   workloadSecrets?: (
     deployment: DeploymentPlan['deployment'],
   ) => Promise<{ env: Record<string, string>; values: string[] }>;
+  /** The user a project's instances run as, by its workload slot; undefined runs them as us. */
+  workloadUser?: (slot: number) => RunAs | undefined;
 }
 
 /** The hostname a deployment answers on: `{service}.{environment}.{project}.{domain}`. */
@@ -35,6 +38,7 @@ export function hostnameFor(labels: DeploymentPlan['labels'], baseDomain: string
 export function workloadSpecOf(
   plan: DeploymentPlan,
   secrets?: { env: Record<string, string>; values: string[] },
+  runAs?: RunAs,
 ): WorkloadSpec {
   const override = plan.runtime.startCommand;
   return {
@@ -50,6 +54,7 @@ export function workloadSpecOf(
     instances: plan.deployment.replicas,
     healthCheckPath: plan.runtime.healthCheckPath,
     ...(secrets === undefined ? {} : { redact: secrets.values }),
+    ...(runAs === undefined ? {} : { runAs }),
   };
 }
 
@@ -90,7 +95,8 @@ export function createReconciler(options: ReconcilerOptions) {
   }
 
   async function specOf(plan: DeploymentPlan): Promise<WorkloadSpec> {
-    return workloadSpecOf(plan, await options.workloadSecrets?.(plan.deployment));
+    const secrets = await options.workloadSecrets?.(plan.deployment);
+    return workloadSpecOf(plan, secrets, options.workloadUser?.(plan.workloadSlot));
   }
 
   async function stop(deploymentIds: string[]): Promise<void> {

@@ -45,7 +45,15 @@ export interface Config {
     allowLocal: boolean;
     allowPrivateNetworks: boolean;
     credentialsFile: string | undefined;
+    /** Folders (absolute, as given) under which anyone may name a local repository. */
+    localRoots: string[];
   };
+  /**
+   * How the local runtime separates workloads: `uid` runs each project's builds and instances
+   * as an operating-system user of its own (`uidBase` + the project's slot); `none` runs them
+   * as Switchyard's own user. `uid` needs Switchyard to run as root.
+   */
+  workloads: { isolation: 'uid' | 'none'; uidBase: number };
   builds: { timeoutMs: number; concurrency: number };
   deployments: { healthTimeoutMs: number; drainMs: number; logMaxBytes: number };
   process: {
@@ -154,8 +162,14 @@ export class ConfigError extends Error {
   }
 }
 
-/** Reads and validates the configuration; throws ConfigError listing every problem. */
-export function loadConfig(env: Env = process.env): Readonly<Config> {
+/**
+ * Reads and validates the configuration; throws ConfigError listing every problem.
+ * `runsAsRoot` decides the default workload isolation (tests may pass it).
+ */
+export function loadConfig(
+  env: Env = process.env,
+  runsAsRoot: boolean = process.getuid?.() === 0,
+): Readonly<Config> {
   const read = new Reader(env);
   const databaseUrl = read.url('DATABASE_URL', ['postgres:', 'postgresql:']);
   const mode = databaseUrl === undefined ? 'embedded' : 'external';
@@ -210,7 +224,9 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       allowLocal: read.bool('SWITCHYARD_ALLOW_LOCAL_GIT', mode === 'embedded'),
       allowPrivateNetworks: read.bool('SWITCHYARD_ALLOW_PRIVATE_NETWORKS', false),
       credentialsFile: read.string('SWITCHYARD_GIT_CREDENTIALS_PATH'),
+      localRoots: readLocalRoots(read),
     },
+    workloads: readWorkloadsConfig(read, runsAsRoot),
     builds: {
       timeoutMs: read.int('BUILD_TIMEOUT_MS', 900_000, 1_000, 7_200_000),
       concurrency: read.int('BUILD_CONCURRENCY', 2, 1, 64),
@@ -268,6 +284,36 @@ function readDatabaseConfig(read: Reader): Config['database'] {
     connectTimeoutMs: read.int('DATABASE_CONNECT_TIMEOUT_MS', 5_000, 100, 120_000),
     queryTimeoutMs,
   };
+}
+
+// Linux uids are 32-bit and (uid_t)-1 means "unchanged"; leave room for many project slots.
+const MAX_WORKLOAD_UID_BASE = 4_000_000_000;
+
+function readWorkloadsConfig(read: Reader, runsAsRoot: boolean): Config['workloads'] {
+  const isolation = read.oneOf(
+    'SWITCHYARD_WORKLOAD_ISOLATION',
+    ['uid', 'none'] as const,
+    runsAsRoot ? 'uid' : 'none',
+  );
+  if (isolation === 'uid' && !runsAsRoot) {
+    read.problems.push(
+      'SWITCHYARD_WORKLOAD_ISOLATION: uid needs Switchyard to run as root (it switches workloads to users of their own); set none to run them as this user',
+    );
+  }
+  return {
+    isolation,
+    uidBase: read.int('SWITCHYARD_WORKLOAD_UID_BASE', 200_000, 1_000, MAX_WORKLOAD_UID_BASE),
+  };
+}
+
+function readLocalRoots(read: Reader): string[] {
+  const roots = read.list('SWITCHYARD_GIT_LOCAL_ROOTS');
+  for (const root of roots) {
+    if (!isAbsolute(root)) {
+      read.problems.push(`SWITCHYARD_GIT_LOCAL_ROOTS: "${root}" is not an absolute path`);
+    }
+  }
+  return roots.filter((root) => isAbsolute(root));
 }
 
 function readSecretsConfig(read: Reader): Config['secrets'] {

@@ -29,6 +29,8 @@ import {
 import { createGitCredentialSource } from '../secrets/platform-credentials.js';
 import type { RotationHooks } from '../secrets/rotation-runner.js';
 import { openAudit, type Audit } from '../audit/audit.js';
+import { prepareDataFolder, warnWithoutIsolation } from './data-folder.js';
+import { workloadUserFor, type RunAs } from './workload-users.js';
 
 export interface WorkerIdentity {
   id: string;
@@ -97,6 +99,8 @@ function createDomain(deps: {
     allowedGitHosts: config.git.allowedHosts,
     allowLocalGit: config.git.allowLocal,
     allowPrivateNetworks: config.git.allowPrivateNetworks,
+    localGitRoots: config.git.localRoots,
+    dataDir: config.dataDir,
   };
   const audit = deps.audit.recorder;
   const projects = createProjectService({ db, logger, audit });
@@ -117,6 +121,7 @@ function createDomain(deps: {
     services,
     dataDir: config.dataDir,
     timeoutMs: config.builds.timeoutMs,
+    workloadUser: workloadUserOf(config),
     worker: deps.worker,
     secretValues: deps.lockboxStore.delivery.knownValues,
     gitCredentials: createGitCredentialSource({
@@ -143,6 +148,14 @@ function createDomain(deps: {
   return { ...identityServices, projects, services, builds, releases, deployments };
 }
 
+/** The user of a project's builds and instances by its slot, when isolation is on. */
+function workloadUserOf(
+  config: Readonly<Config>,
+): ((slot: number) => RunAs | undefined) | undefined {
+  if (config.workloads.isolation === 'none') return undefined;
+  return (slot) => workloadUserFor(config.workloads, slot);
+}
+
 /**
  * Redis is optional: without it, and while it is away, Switchyard serves from process memory
  * and the database, so the process stays ready; the detail says when it is degraded.
@@ -159,6 +172,7 @@ export async function createDependencies(
   logger: Logger,
   overrides: DependencyOverrides = {},
 ): Promise<Dependencies> {
+  await prepareDataFolder(config, logger);
   const database = overrides.database ?? (await openDatabase(config, logger));
   const owned: Array<() => Promise<void>> =
     overrides.database === undefined ? [() => database.close()] : [];
@@ -197,6 +211,7 @@ export async function createDependencies(
     });
     owned.push(() => audit.close());
     const runsWorkloads = config.process.role !== 'api';
+    if (runsWorkloads) warnWithoutIsolation(config, logger);
     const runtime = runsWorkloads
       ? createLocalRuntime({
           stateDir: join(config.dataDir, 'runtime'),
@@ -226,6 +241,7 @@ export async function createDependencies(
             drainMs: config.deployments.drainMs,
             worker,
             workloadSecrets: lockboxStore.delivery.workloadSecrets,
+            workloadUser: workloadUserOf(config),
           })
         : undefined;
     const domain = createDomain({

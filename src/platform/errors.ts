@@ -13,6 +13,11 @@ export const ERROR_CODES = {
   SECRET_VALUE_INVALID: { status: 400, meaning: 'a secret name or value is malformed' },
   MEMBER_EXPIRY_INVALID: { status: 400, meaning: "a grant's expiry is not in the future" },
   GIT_URL_REJECTED: { status: 400, meaning: 'a git URL breaks the git URL policy' },
+  GIT_LOCAL_PATH_REJECTED: {
+    status: 400,
+    meaning:
+      'a local git repository is inside the data folder, or outside the allowed roots for a non-admin',
+  },
   OUTBOUND_URL_REJECTED: { status: 400, meaning: 'an outbound URL breaks the outbound policy' },
   SIGN_UP_TOKEN_INVALID: {
     status: 400,

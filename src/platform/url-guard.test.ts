@@ -1,4 +1,7 @@
-import { describe, test } from 'node:test';
+import { mkdir, mkdtemp, realpath, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AppError } from './errors.js';
 import {
@@ -50,6 +53,8 @@ const BASE: UrlPolicy = {
 };
 const LOCAL: Partial<UrlPolicy> = { allowLocalGit: true };
 const PRIVATE: Partial<UrlPolicy> = { allowPrivateNetworks: true };
+// The syntax table is about URLs, not callers: local paths there are named by an admin.
+const ADMIN = { isInstanceAdmin: true };
 
 interface Row {
   raw: string;
@@ -223,12 +228,12 @@ describe('checkGitUrl', () => {
 
     if (accept !== undefined) {
       test(`accepts ${label}`, async () => {
-        const checked = await checkGitUrl(row.raw, policy, fakeResolver());
+        const checked = await checkGitUrl(row.raw, policy, fakeResolver(), ADMIN);
         assert.deepEqual(checked, accept);
       });
     } else if (reason !== undefined) {
       test(`refuses ${label} as ${reason}`, async () => {
-        await assert.rejects(checkGitUrl(row.raw, policy, fakeResolver()), (error) =>
+        await assert.rejects(checkGitUrl(row.raw, policy, fakeResolver(), ADMIN), (error) =>
           assertRejected(error, 'GIT_URL_REJECTED', reason, row.secret),
         );
       });
@@ -238,7 +243,8 @@ describe('checkGitUrl', () => {
   test('does not resolve IP literals, local paths or hosts when private networks are allowed', async () => {
     const lookups: string[] = [];
     await checkGitUrl('git@[2606:4700::1111]:o/r.git', BASE, fakeResolver(lookups));
-    await checkGitUrl('/srv/repo.git', { ...BASE, allowLocalGit: true }, fakeResolver(lookups));
+    const local = { ...BASE, allowLocalGit: true };
+    await checkGitUrl('/srv/repo.git', local, fakeResolver(lookups), ADMIN);
     await checkGitUrl('https://git.corp.example/r', { ...BASE, ...PRIVATE }, fakeResolver(lookups));
     assert.deepEqual(lookups, []);
   });
@@ -360,5 +366,96 @@ describe('redactUrl', () => {
 describe('systemResolver', () => {
   test('returns an IP literal as itself without a DNS query', async () => {
     assert.deepEqual(await systemResolver('127.0.0.1'), ['127.0.0.1']);
+  });
+});
+
+describe('checkGitUrl with local repositories', () => {
+  // On disk: roots/allowed/repo, outside/repo, data/ (the data folder) and links out of the
+  // allowed root, one to outside/repo and one into data/.
+  let top = '';
+  let policy: UrlPolicy = BASE;
+  const member = { isInstanceAdmin: false };
+  const at = (path: string) => path.replaceAll('$', top);
+
+  before(async () => {
+    top = await realpath(await mkdtemp(join(tmpdir(), 'switchyard-local-git-')));
+    for (const dir of ['roots/allowed/repo', 'outside/repo', 'data/keys', 'data/repo']) {
+      await mkdir(join(top, dir), { recursive: true });
+    }
+    await symlink(join(top, 'outside/repo'), join(top, 'roots/allowed/escape'));
+    await symlink(join(top, 'data'), join(top, 'roots/allowed/into-data'));
+    await symlink(join(top, 'roots/allowed/repo'), join(top, 'outside/into-root'));
+    policy = {
+      ...BASE,
+      allowLocalGit: true,
+      localGitRoots: [join(top, 'roots/allowed')],
+      dataDir: join(top, 'data'),
+    };
+  });
+
+  after(async () => {
+    await rm(top, { recursive: true, force: true });
+  });
+
+  // $ is the fixture folder. `admin` rows are named by an instance admin, the rest by a member.
+  const rows: Array<{ raw: string; admin?: boolean; reason?: string }> = [
+    { raw: '$/roots/allowed/repo' },
+    { raw: 'file://$/roots/allowed/repo' },
+    { raw: '$/roots/allowed/repo/' },
+    { raw: '$/roots/allowed/not-yet-created' },
+    { raw: '$/outside/../roots/allowed/repo' },
+    // A link from outside into the root names a repository inside it: judged by where it leads.
+    { raw: '$/outside/into-root' },
+    { raw: '$/outside/repo', reason: 'outside_local_roots' },
+    { raw: 'file://$/outside/repo', reason: 'outside_local_roots' },
+    { raw: '$/roots/allowed/../../outside/repo', reason: 'outside_local_roots' },
+    { raw: '$/roots/allowed/escape', reason: 'outside_local_roots' },
+    { raw: '$/roots/allowed/escape/../repo', reason: 'outside_local_roots' },
+    { raw: '$/roots/allowed-sibling', reason: 'outside_local_roots' },
+    { raw: '/', reason: 'outside_local_roots' },
+    { raw: '/work/main', reason: 'outside_local_roots' },
+    { raw: '$/roots/allowed/into-data', reason: 'inside_data_folder' },
+    { raw: '$/roots/allowed/into-data/repo', reason: 'inside_data_folder' },
+    { raw: '$/data', reason: 'inside_data_folder' },
+    { raw: '$/data/keys', reason: 'inside_data_folder' },
+    { raw: 'file://$/data/repo', reason: 'inside_data_folder' },
+    { raw: '$/roots/allowed/../../data/repo', reason: 'inside_data_folder' },
+    { raw: '$/outside/repo', admin: true },
+    { raw: '/work/main', admin: true },
+    { raw: '$/data/repo', admin: true, reason: 'inside_data_folder' },
+    { raw: '$/roots/allowed/into-data', admin: true, reason: 'inside_data_folder' },
+    { raw: 'file://$/data/../data/keys', admin: true, reason: 'inside_data_folder' },
+  ];
+
+  for (const row of rows) {
+    const who = row.admin === true ? 'an admin' : 'a member';
+    const caller = { isInstanceAdmin: row.admin === true };
+    const outcome = row.reason === undefined ? 'accepts' : `refuses (${row.reason})`;
+    test(`${outcome} ${row.raw} named by ${who}`, async () => {
+      const raw = at(row.raw);
+      const checking = checkGitUrl(raw, policy, fakeResolver(), caller);
+      if (row.reason === undefined) {
+        assert.deepEqual(await checking, { url: raw, kind: 'local' });
+        return;
+      }
+      await assert.rejects(checking, (error) =>
+        assertRejected(error, 'GIT_LOCAL_PATH_REJECTED', row.reason ?? ''),
+      );
+    });
+  }
+
+  test('refuses percent-encoded file:// URLs, which git would decode', async () => {
+    await assert.rejects(
+      checkGitUrl(at('file://$/d%61ta/repo'), policy, fakeResolver(), member),
+      (error) => assertRejected(error, 'GIT_URL_REJECTED', 'encoded_path'),
+    );
+  });
+
+  test('refuses every local path to a member when no roots are configured', async () => {
+    const noRoots = { ...policy, localGitRoots: [] };
+    await assert.rejects(
+      checkGitUrl(at('$/roots/allowed/repo'), noRoots, fakeResolver(), member),
+      (error) => assertRejected(error, 'GIT_LOCAL_PATH_REJECTED', 'outside_local_roots'),
+    );
   });
 });

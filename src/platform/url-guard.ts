@@ -11,6 +11,16 @@
  */
 import { BlockList, isIP } from 'node:net';
 import { promises as dns } from 'node:dns';
+import { realpath } from 'node:fs/promises';
+import {
+  basename,
+  dirname,
+  isAbsolute,
+  join,
+  relative,
+  resolve as resolvePath,
+  sep,
+} from 'node:path';
 import { AppError } from './errors.js';
 
 export interface UrlPolicy {
@@ -20,6 +30,15 @@ export interface UrlPolicy {
   allowLocalGit: boolean;
   /** Operator opt-in to loopback, private and other non-public targets. */
   allowPrivateNetworks: boolean;
+  /** Folders under which anyone may name a local repository; instance admins may name any. */
+  localGitRoots?: readonly string[];
+  /** Switchyard's data folder: no local repository may lie inside it, whoever names it. */
+  dataDir?: string;
+}
+
+/** Who names a git URL: local repositories outside the allowed roots are for admins only. */
+export interface GitUrlCaller {
+  isInstanceAdmin: boolean;
 }
 
 /** Resolves a hostname to IP addresses. Tests inject a fake; production uses DNS. */
@@ -145,13 +164,18 @@ export function parseGitUrl(raw: string, policy: UrlPolicy): CheckedGitUrl {
   );
 }
 
-/** Validates like `parseGitUrl`, then refuses hosts that resolve to a blocked address. */
+/**
+ * Validates like `parseGitUrl`, then refuses hosts that resolve to a blocked address, and
+ * local repositories the caller may not name (see `checkLocalGitPath`).
+ */
 export async function checkGitUrl(
   raw: string,
   policy: UrlPolicy,
   resolve: Resolver = systemResolver,
+  caller: GitUrlCaller = { isInstanceAdmin: false },
 ): Promise<CheckedGitUrl> {
   const checked = parseGitUrl(raw, policy);
+  if (checked.kind === 'local') await checkLocalGitPath(checked.url, policy, caller);
   if (checked.host === undefined || policy.allowPrivateNetworks) return checked;
   if (isIP(checked.host) !== 0) return checked; // literals were judged without DNS
   await assertPublicHost(checked.host, resolve, rejectGit);
@@ -299,7 +323,71 @@ function parseLocalPath(raw: string, path: string, policy: UrlPolicy): CheckedGi
   if (!path.startsWith('/')) {
     throw rejectGit('relative_path', 'local git repositories need an absolute path');
   }
+  if (raw.startsWith('file://') && raw.includes('%')) {
+    // Git decodes file:// URLs; a path is checked only in the one form git reads.
+    throw rejectGit('encoded_path', 'file:// git URLs must not be percent-encoded');
+  }
   return { url: raw, kind: 'local' };
+}
+
+/** The filesystem path of a local git URL (`/path` or `file:///path`); undefined otherwise. */
+export function localGitPath(url: string): string | undefined {
+  const path = url.startsWith('file://') ? url.slice('file://'.length) : url;
+  return path.startsWith('/') ? path : undefined;
+}
+
+const rejectLocal = (reason: string, message: string) =>
+  new AppError('GIT_LOCAL_PATH_REJECTED', message, { details: { reason } });
+
+/**
+ * A local repository is refused inside Switchyard's data folder, for everyone; elsewhere
+ * it is for instance admins, or anyone when it lies under one of `policy.localGitRoots`.
+ * Paths are compared after resolving `..` and links, so neither leads out of a root.
+ */
+export async function checkLocalGitPath(
+  url: string,
+  policy: UrlPolicy,
+  caller: GitUrlCaller,
+): Promise<void> {
+  const path = localGitPath(url);
+  if (path === undefined)
+    throw rejectGit('relative_path', 'local git repositories need an absolute path');
+  const real = await resolveExisting(path);
+
+  if (policy.dataDir !== undefined && isWithin(real, await resolveExisting(policy.dataDir))) {
+    throw rejectLocal(
+      'inside_data_folder',
+      "local repositories inside Switchyard's data folder are refused",
+    );
+  }
+  if (caller.isInstanceAdmin) return;
+  for (const root of policy.localGitRoots ?? []) {
+    if (isWithin(real, await resolveExisting(root))) return;
+  }
+  throw rejectLocal(
+    'outside_local_roots',
+    'only instance admins may use a local repository outside the allowed local roots (SWITCHYARD_GIT_LOCAL_ROOTS)',
+  );
+}
+
+/**
+ * The real path of `path`: links and `..` resolved in the part that exists, the rest (which
+ * cannot hold a link yet) appended as written, normalised.
+ */
+async function resolveExisting(path: string): Promise<string> {
+  // The kernel resolves a link before the `..` after it, so the text is not normalised first.
+  const real = await realpath(path).catch(() => undefined);
+  if (real !== undefined) return real;
+  const parent = dirname(path);
+  if (parent === path) return resolvePath(path);
+  return join(await resolveExisting(parent), basename(path));
+}
+
+function isWithin(path: string, folder: string): boolean {
+  const inside = relative(folder, path);
+  return (
+    inside === '' || (inside !== '..' && !inside.startsWith(`..${sep}`) && !isAbsolute(inside))
+  );
 }
 
 function parseWebUrl(raw: string, reject: Reject): URL {

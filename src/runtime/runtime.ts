@@ -11,6 +11,8 @@
  * Every driver implements `RuntimeDriver`; callers never reach past this interface.
  */
 
+import type { RunAs } from '../platform/workload-users.js';
+
 export interface WorkloadSpec {
   deploymentId: string;
   releaseId: string;
@@ -30,6 +32,11 @@ export interface WorkloadSpec {
   healthCheckPath: string;
   /** Secret values in `env`: replaced by [REDACTED] in every line of the workload's output. */
   redact?: readonly string[];
+  /**
+   * The operating-system user the instances run as (the project's workload user); absent,
+   * they run as Switchyard's own user.
+   */
+  runAs?: RunAs;
 }
 
 /** What `checkHealth` found: every instance probed just now, not the last cached state. */

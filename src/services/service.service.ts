@@ -142,7 +142,7 @@ export function createServiceService(deps: {
 
     async create(principal: Principal, project: string, input: CreateServiceBody) {
       const grant = await projects.access(principal, project, 'service.write');
-      const git = await checkGitUrl(input.gitUrl, deps.gitPolicy, deps.resolver);
+      const git = await checkGitUrl(input.gitUrl, deps.gitPolicy, deps.resolver, principal);
       const row = await inTransaction(db, async (trx) => {
         const created = await repo.insertService(trx, {
           projectId: grant.projectId,
@@ -188,7 +188,7 @@ export function createServiceService(deps: {
       const gitUrl =
         input.gitUrl === undefined
           ? undefined
-          : (await checkGitUrl(input.gitUrl, deps.gitPolicy, deps.resolver)).url;
+          : (await checkGitUrl(input.gitUrl, deps.gitPolicy, deps.resolver, principal)).url;
       const row = await inTransaction(db, async (trx) => {
         const updated = await repo.updateService(trx, service.id, {
           ...(gitUrl === undefined ? {} : { gitUrl }),

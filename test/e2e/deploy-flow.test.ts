@@ -177,6 +177,16 @@ describe('deploy flow through the compiled product', { timeout: 180_000 }, () =>
     }
   });
 
+  it('runs the app as a workload user of its own, not as Switchyard (when run as root)', (t) => {
+    if (process.getuid?.() !== 0) return t.skip('isolation needs root');
+    const uids = instancePids().map((pid) => {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      return Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+    });
+    assert.ok(uids.length > 0, 'no instance process found under the data folder');
+    for (const uid of uids) assert.ok(uid > 200_000, `an instance runs as uid ${uid}`);
+  });
+
   it('streams the next build log as server-sent events ending with an end event', async () => {
     const serverJs = join(appRepo, 'server.js');
     writeFileSync(serverJs, readFileSync(serverJs, 'utf8').replace(`'${V1}'`, `'${V2}'`));

@@ -1,8 +1,17 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  statSync,
+} from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { createServer, connect } from 'node:net';
-import { join, relative, sep } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative, sep } from 'node:path';
 import { withBuildLock } from './build-lock.js';
 
 /** The repository root: test/e2e/ is two folders below it. */
@@ -151,8 +160,21 @@ export interface StartOptions {
   env?: Record<string, string>;
 }
 
+/**
+ * Lets other users pass through (not list) the test's folders above the data folder, as they
+ * can through /var/lib: run as root, Switchyard starts builds and apps as users of their own,
+ * which must reach the artifacts inside it, and refuses to start when they cannot.
+ */
+export function openPathToDataDir(dataDir: string): void {
+  const top = realpathSync(tmpdir());
+  for (let dir = dirname(dataDir); dir.startsWith(`${top}${sep}`); dir = dirname(dir)) {
+    chmodSync(dir, 0o711);
+  }
+}
+
 /** Starts `node bin/switchyard.js serve` and resolves once /readyz answers 200. */
 export async function startSwitchyard(options: StartOptions): Promise<SwitchyardProcess> {
+  openPathToDataDir(options.dataDir);
   const child = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'switchyard.js'), 'serve'], {
     cwd: REPO_ROOT,
     env: serverEnv(options),

@@ -38,6 +38,8 @@ export async function createTestApp(
     SWITCHYARD_DATA_DIR: dataDir,
     SWITCHYARD_ROLE: 'api',
     SWITCHYARD_ALLOW_LOCAL_GIT: 'true',
+    // Tests build from repositories in temp folders, named by members as well as admins.
+    SWITCHYARD_GIT_LOCAL_ROOTS: tmpdir(),
     LOG_LEVEL: 'silent',
     // Every request of a test comes from one address; tests of the limits set their own.
     SWITCHYARD_AUTH_RATE_LIMIT_PER_ADDRESS: '1000000',

@@ -25,8 +25,14 @@ export interface FixtureRepo {
   git(...args: string[]): Promise<string>;
 }
 
-export function makeTempDir(prefix: string): Promise<string> {
-  return mkdtemp(join(tmpdir(), `switchyard-${prefix}-`));
+/**
+ * A temp folder other users may pass through (not list): run as root, builds run as workload
+ * users, which must reach the repositories inside it, as they reach a developer's home.
+ */
+export async function makeTempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), `switchyard-${prefix}-`));
+  await chmod(dir, 0o711);
+  return dir;
 }
 
 /** A fresh repository on branch `main` with one commit holding `files`. */
@@ -35,6 +41,8 @@ export async function createRepo(
   files: Record<string, FixtureFile>,
 ): Promise<FixtureRepo> {
   const path = await mkdtemp(join(parent, 'repo-'));
+  // Readable by others, like a repository made with the usual umask (022).
+  await chmod(path, 0o755);
   const git = async (...args: string[]) => {
     const { stdout } = await run('git', [...IDENTITY, ...args], { cwd: path, env: GIT_ENV });
     return stdout.trim();

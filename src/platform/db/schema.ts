@@ -61,6 +61,8 @@ export interface ProjectsTable {
   created_by: string | null;
   created_at: Auto<Date>;
   updated_at: Auto<Date>;
+  /** The project's own number: its workloads run as user SWITCHYARD_WORKLOAD_UID_BASE + it. */
+  workload_slot: Auto<number>;
 }
 
 export interface EnvironmentsTable {

@@ -3,6 +3,9 @@ import type { ChildProcess } from 'node:child_process';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 
+import { spawnUser } from '../../platform/workload-users.js';
+import type { RunAs } from '../../platform/workload-users.js';
+
 const MAX_LINE_CHARS = 64 * 1024;
 
 export interface ProcessExit {
@@ -17,6 +20,8 @@ export interface SpawnInput {
   args: string[];
   cwd: string;
   env: Record<string, string>;
+  /** The user the process runs as; absent, Switchyard's own. */
+  runAs?: RunAs | undefined;
   onLine: (stream: 'stdout' | 'stderr', line: string) => void;
 }
 
@@ -35,6 +40,7 @@ export class InstanceProcess {
     this.#child = spawn(input.command, input.args, {
       cwd: input.cwd,
       env: input.env,
+      ...spawnUser(input.runAs),
       detached: true,
       shell: false,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { makeWorkloadFolder } from '../../platform/workload-users.js';
 
 import type {
   InstanceState,
@@ -145,7 +146,7 @@ export class InstanceSupervisor {
     const { ports, homeDir, spec, instanceId } = this.#context;
     try {
       this.#port = await ports.reserve(this.#port === 0 ? undefined : this.#port);
-      await fs.mkdir(homeDir, { recursive: true, mode: 0o700 });
+      await makeWorkloadFolder(homeDir, spec.runAs);
     } catch (error) {
       this.#onCrash({ exitCode: null, signal: null, error: asError(error) });
       return;
@@ -170,6 +171,7 @@ export class InstanceSupervisor {
         command: spec.start.command,
         args: spec.start.args,
         cwd: spec.artifactPath,
+        runAs: spec.runAs,
         env,
         onLine: (stream, line) => this.#context.writeLog(stream, line),
       });

@@ -324,10 +324,19 @@ class LocalRuntime implements RuntimeDriver {
     return path.join(this.#options.stateDir, 'homes');
   }
 
+  /**
+   * logs/ and pids/ are Switchyard's alone. Instances running as workload users must pass
+   * through the state folder and homes/ to reach their own HOME, so those two can be
+   * traversed (0711) but not listed; each HOME inside is its instance user's, 0700.
+   */
   async #ensureDirectories(): Promise<void> {
     const { stateDir } = this.#options;
-    for (const dir of [path.join(stateDir, 'logs'), this.#pidDir, this.#homesDir]) {
+    for (const dir of [path.join(stateDir, 'logs'), this.#pidDir]) {
       await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    }
+    for (const dir of [stateDir, this.#homesDir]) {
+      await fs.mkdir(dir, { recursive: true, mode: 0o711 });
+      await fs.chmod(dir, 0o711);
     }
   }
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -51,6 +51,8 @@ async function statusOf(t: LockboxApp, report: ChildReport) {
  */
 export async function takeOverFromKilledRunner(step: RotationStep): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-takeover-'));
+  // Workload users (the tests run as root) pass through it to the data folders inside.
+  chmodSync(dir, 0o711);
   const keysDir = join(dir, 'keys');
   mkdirSync(keysDir, { mode: 0o700 });
   const signingKey = generateKeyPairSync('ed25519').privateKey;

@@ -1,0 +1,76 @@
+import { chmod, lstat, mkdir, readdir, realpath, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Logger } from 'pino';
+import { ConfigError, type Config } from './config.js';
+
+/**
+ * The data folder holds the embedded database (pgdata/), keys, the audit spool, build
+ * scratch (builds/), artifacts and the runtime's state: everything is Switchyard's alone.
+ * Workloads that run as users of their own must still reach their artifact, HOME and build
+ * folders, so with isolation on the data folder and those three may be entered but not
+ * listed (0711); whatever each workload may read or write inside them has its own mode.
+ */
+const WORKLOAD_PATHS = new Set(['artifacts', 'builds', 'runtime']);
+
+/**
+ * Creates the data folder (and pgdata/ when embedded) owner-only, and takes group and
+ * other permissions off whatever already sits at its top level, so an older install's
+ * world-readable database folder is closed at the next start. Throws ConfigError when
+ * workload users could not reach the data folder through its parents.
+ */
+export async function prepareDataFolder(config: Readonly<Config>, logger: Logger): Promise<void> {
+  const { dataDir } = config;
+  const isIsolated = config.workloads.isolation === 'uid';
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await chmod(dataDir, isIsolated ? 0o711 : 0o700);
+  if (config.mode === 'embedded')
+    await mkdir(join(dataDir, 'pgdata'), { mode: 0o700 }).catch(ignoreExists);
+
+  for (const name of await readdir(dataDir)) {
+    const path = join(dataDir, name);
+    const info = await lstat(path);
+    if (info.isSymbolicLink()) continue;
+    const isTraversed = isIsolated && info.isDirectory() && WORKLOAD_PATHS.has(name);
+    const mode = isTraversed ? 0o711 : info.mode & 0o700;
+    if ((info.mode & 0o777) !== mode) {
+      await chmod(path, mode);
+      logger.info({ path, mode: mode.toString(8) }, 'data folder mode corrected');
+    }
+  }
+  if (isIsolated) await assertReachable(dataDir);
+}
+
+/** Every folder above the data folder must let other users pass, or no workload can start. */
+async function assertReachable(dataDir: string): Promise<void> {
+  let folder = dirname(await realpath(dataDir));
+  for (;;) {
+    const info = await stat(folder);
+    if ((info.mode & 0o001) === 0) {
+      throw new ConfigError([
+        `SWITCHYARD_DATA_DIR: ${folder} (above the data folder) cannot be entered by other users, so workloads running as users of their own cannot reach their artifacts; choose a data folder such as /var/lib/switchyard, or set SWITCHYARD_WORKLOAD_ISOLATION=none to run them as Switchyard's user`,
+      ]);
+    }
+    const parent = dirname(folder);
+    if (parent === folder) return;
+    folder = parent;
+  }
+}
+
+function ignoreExists(error: unknown): void {
+  if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+}
+
+/**
+ * Says once, at start, how workloads are separated from Switchyard and from each other when
+ * they are not: as Switchyard's own user they can read everything it can.
+ */
+export function warnWithoutIsolation(config: Readonly<Config>, logger: Logger): void {
+  if (config.workloads.isolation === 'uid') return;
+  const isRoot = process.getuid?.() === 0;
+  logger.warn(
+    { isolation: 'none', uid: process.getuid?.() },
+    isRoot
+      ? 'workload isolation is off: builds and apps run as root and can read every project and key'
+      : 'not running as root, so workloads cannot get users of their own: builds and apps run as this user and can read everything it can (single-tenant, trusted deployers only)',
+  );
+}
