@@ -91,6 +91,16 @@ describe('build isolation (as root)', { skip: !isRoot && 'needs root' }, () => {
     assert.deepEqual(await readdir(join(root, 'builds')), []);
   });
 
+  test('fails, saying why, when the build user cannot reach the work folder', async () => {
+    const closed = join(root, 'closed');
+    await mkdir(closed, { mode: 0o700 });
+    const { input } = buildInput({ workRoot: join(closed, 'builds') });
+    const error = await runLocalBuild(input).catch((caught: unknown) => caught);
+    assert.ok(error instanceof BuildFailedError);
+    assert.match(error.message, /cannot reach Switchyard's data folder/);
+    assert.deepEqual(await readdir(join(closed, 'builds')), []);
+  });
+
   test("refuses a local repository inside Switchyard's data folder, even through a link", async () => {
     const data = join(root, 'data');
     await mkdir(data, { recursive: true });

@@ -1,7 +1,7 @@
 import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { makeWorkloadFolder, type RunAs } from '../platform/workload-users.js';
+import { closedParent, makeWorkloadFolder, type RunAs } from '../platform/workload-users.js';
 import {
   encodeManifest,
   manifestSizeBytes,
@@ -237,9 +237,16 @@ async function storeArtifact(source: string, artifactRoot: string, signal: Abort
 async function makeScratch(workRoot: string, runAs: RunAs | undefined): Promise<string> {
   await mkdir(workRoot, { recursive: true, mode: 0o700 });
   const scratch = await mkdtemp(join(workRoot, 'build-'));
-  if (runAs !== undefined) {
-    await chmod(workRoot, 0o711);
-    await chmod(scratch, 0o711);
+  if (runAs === undefined) return scratch;
+
+  await chmod(workRoot, 0o711);
+  await chmod(scratch, 0o711);
+  if ((await closedParent(workRoot)) !== undefined) {
+    await rm(scratch, { recursive: true, force: true });
+    throw new BuildFailedError(
+      'build_failed',
+      "the build's user cannot reach Switchyard's data folder: a folder above it is closed to other users (the server log names it)",
+    );
   }
   return scratch;
 }

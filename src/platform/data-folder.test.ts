@@ -59,15 +59,19 @@ describe('prepareDataFolder', () => {
     assert.equal(await modeOf(join(config.dataDir, 'artifacts')), 0o700);
   });
 
-  it('refuses to start isolated when workload users cannot pass a parent folder', async () => {
+  it('says, as an error, when workload users cannot pass a folder above the data folder', async () => {
     const closed = join(top, 'closed');
     await mkdir(closed, { mode: 0o700 });
     const config = configFor('uid', join(closed, 'data'));
-    await assert.rejects(
-      prepareDataFolder(config, silent),
-      (error) =>
-        error instanceof ConfigError && /cannot be entered by other users/.test(error.message),
-    );
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+
+    await prepareDataFolder(config, logger);
+
+    const errors = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    const error = errors.find((line) => line['level'] === 50);
+    assert.equal(error?.['folder'], closed);
+    assert.match(String(error?.['msg']), /workload users cannot reach the data folder/);
   });
 });
 

@@ -1,7 +1,8 @@
-import { chmod, lstat, mkdir, readdir, realpath, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { chmod, lstat, mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { ConfigError, type Config } from './config.js';
+import type { Config } from './config.js';
+import { closedParent } from './workload-users.js';
 
 /**
  * The data folder holds the embedded database (pgdata/), keys, the audit spool, build
@@ -15,8 +16,8 @@ const WORKLOAD_PATHS = new Set(['artifacts', 'builds', 'runtime']);
 /**
  * Creates the data folder (and pgdata/ when embedded) owner-only, and takes group and
  * other permissions off whatever already sits at its top level, so an older install's
- * world-readable database folder is closed at the next start. Throws ConfigError when
- * workload users could not reach the data folder through its parents.
+ * world-readable database folder is closed at the next start. Logs an error when
+ * workload users could not reach the data folder through the folders above it.
  */
 export async function prepareDataFolder(config: Readonly<Config>, logger: Logger): Promise<void> {
   const { dataDir } = config;
@@ -37,22 +38,14 @@ export async function prepareDataFolder(config: Readonly<Config>, logger: Logger
       logger.info({ path, mode: mode.toString(8) }, 'data folder mode corrected');
     }
   }
-  if (isIsolated) await assertReachable(dataDir);
-}
-
-/** Every folder above the data folder must let other users pass, or no workload can start. */
-async function assertReachable(dataDir: string): Promise<void> {
-  let folder = dirname(await realpath(dataDir));
-  for (;;) {
-    const info = await stat(folder);
-    if ((info.mode & 0o001) === 0) {
-      throw new ConfigError([
-        `SWITCHYARD_DATA_DIR: ${folder} (above the data folder) cannot be entered by other users, so workloads running as users of their own cannot reach their artifacts; choose a data folder such as /var/lib/switchyard, or set SWITCHYARD_WORKLOAD_ISOLATION=none to run them as Switchyard's user`,
-      ]);
-    }
-    const parent = dirname(folder);
-    if (parent === folder) return;
-    folder = parent;
+  const closed =
+    isIsolated && config.process.role !== 'api' ? await closedParent(dataDir) : undefined;
+  if (closed !== undefined) {
+    // Builds then fail saying so; apps cannot start. Refusing to start would stop the API too.
+    logger.error(
+      { dataDir, folder: closed },
+      'workload users cannot reach the data folder: a folder above it cannot be entered by other users; use a data folder such as /var/lib/switchyard, or set SWITCHYARD_WORKLOAD_ISOLATION=none',
+    );
   }
 }
 

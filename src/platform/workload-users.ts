@@ -1,4 +1,5 @@
-import { chown, mkdir } from 'node:fs/promises';
+import { chown, mkdir, realpath, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 
 /**
  * Workload users: the operating-system users that builds and app instances run as, so that
@@ -43,4 +44,18 @@ export async function makeWorkloadFolder(path: string, runAs: RunAs | undefined)
 /** Spawn options that switch a child to `runAs` (nothing when it is undefined). */
 export function spawnUser(runAs: RunAs | undefined): { uid?: number; gid?: number } {
   return runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid };
+}
+
+/**
+ * The first folder above `path` that other users cannot enter (no `o+x`), or undefined when
+ * a workload user can pass through every one of them.
+ */
+export async function closedParent(path: string): Promise<string | undefined> {
+  let folder = dirname(await realpath(path));
+  for (;;) {
+    if (((await stat(folder)).mode & 0o001) === 0) return folder;
+    const parent = dirname(folder);
+    if (parent === folder) return undefined;
+    folder = parent;
+  }
 }
