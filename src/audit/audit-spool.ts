@@ -7,13 +7,33 @@ import {
   openSync,
   readFileSync,
   readSync,
+  readdirSync,
   renameSync,
+  rmSync,
+  statSync,
   unlinkSync,
+  utimesSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { dirname } from 'node:path';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
 import type { AuditRecord } from './audit-event.js';
+
+// A lock file is refreshed this often; one not refreshed for LOCK_STALE_MS has no live holder.
+// That is how a holder on another machine sharing the folder is judged; on this machine its
+// pid is checked instead.
+const LOCK_REFRESH_MS = 5_000;
+const LOCK_STALE_MS = 30_000;
+
+function touch(path: string): void {
+  try {
+    const now = new Date();
+    utimesSync(path, now, now);
+  } catch {
+    // The lock went away (the folder was cleaned up): nothing to refresh.
+  }
+}
 
 /**
  * The spool: events the database could not take yet, one JSON line each, appended and synced
@@ -22,13 +42,15 @@ import type { AuditRecord } from './audit-event.js';
  * (which skips an id it has) keeps that exactly-once. A line torn by a crash mid-append is cut
  * off when the spool is opened: its events were never reported as safe.
  *
- * One process owns a spool file; a lock file holding its pid keeps a second one out while the
- * first is alive, and lets the next start take over the spool of a process that died.
+ * One process owns a spool file; a lock file naming its pid and machine keeps a second one out
+ * while the first is alive, and lets another process take over the spool of one that died
+ * (openOwnSpool).
  */
 export class AuditSpool {
   private offset: number;
   private size: number;
   private pending: number;
+  private readonly heartbeat: NodeJS.Timeout;
 
   private constructor(
     readonly path: string,
@@ -38,13 +60,26 @@ export class AuditSpool {
     this.size = fstatSync(fd).size;
     this.offset = 0;
     this.pending = 0;
+    // Tells processes on other machines sharing the folder that the holder is alive.
+    this.heartbeat = setInterval(() => touch(lockPath), LOCK_REFRESH_MS);
+    this.heartbeat.unref();
   }
 
   /** Opens (or creates) the spool at `path`; throws when a live process holds it. */
   static open(path: string): AuditSpool {
+    const spool = AuditSpool.tryOpen(path);
+    if (spool === undefined) {
+      const holder = readFileSync(`${path}.lock`, 'utf8').trim();
+      throw new Error(`the audit spool ${path} is in use by process ${holder}`);
+    }
+    return spool;
+  }
+
+  /** Opens (or creates) the spool at `path`; undefined when a live process holds it. */
+  static tryOpen(path: string): AuditSpool | undefined {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     const lockPath = `${path}.lock`;
-    takeLock(lockPath);
+    if (!tryTakeLock(lockPath)) return undefined;
     const fd = openSync(path, 'a+', 0o600);
     const spool = new AuditSpool(path, fd, lockPath);
     spool.cutTornTail();
@@ -118,12 +153,20 @@ export class AuditSpool {
   }
 
   close(): void {
+    clearInterval(this.heartbeat);
     closeSync(this.fd);
+    heldHere.delete(this.lockPath);
     try {
       unlinkSync(this.lockPath);
     } catch {
       // Already gone: nothing to release.
     }
+  }
+
+  /** Closes the spool and deletes it with its offset; for a spool whose events moved elsewhere. */
+  remove(): void {
+    for (const file of [this.path, `${this.path}.offset`]) rmSync(file, { force: true });
+    this.close();
   }
 
   private cutTornTail(): void {
@@ -204,19 +247,98 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** Takes the lock file, or throws when another live process holds it. */
-function takeLock(lockPath: string): void {
+/**
+ * Whether a lock file names a live holder. A holder on this machine is alive while its process
+ * is; one on another machine (replicas sharing a network folder) while it keeps refreshing the
+ * file, every LOCK_REFRESH_MS.
+ */
+function isHeld(lockPath: string): boolean {
+  let text: string;
+  let modifiedMs: number;
   try {
-    writeFileSync(lockPath, String(process.pid), { flag: 'wx', mode: 0o600 });
-    return;
+    text = readFileSync(lockPath, 'utf8');
+    modifiedMs = statSync(lockPath).mtimeMs;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+  const [pidText = '', host = hostname()] = text.trim().split(/\s+/);
+  const pid = Number(pidText);
+  // Our own pid names this very process only if it took the lock: a restarted container (its
+  // process often pid 1 again, on the same hostname) must take over its predecessor's spool.
+  if (host === hostname() && Number.isSafeInteger(pid) && pid > 0)
+    return pid === process.pid ? heldHere.has(lockPath) : isAlive(pid);
+  return Date.now() - modifiedMs < LOCK_STALE_MS;
+}
+
+/** Lock files this process holds. */
+const heldHere = new Set<string>();
+
+/**
+ * Takes the lock file; false when a live holder has it. A stale lock is renamed away first, so
+ * that of two processes taking it over at once only one succeeds.
+ */
+function tryTakeLock(lockPath: string): boolean {
+  const holder = `${process.pid} ${hostname()}\n`;
+  try {
+    writeFileSync(lockPath, holder, { flag: 'wx', mode: 0o600 });
+    heldHere.add(lockPath);
+    return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
   }
-  const holder = Number(readFileSync(lockPath, 'utf8').trim());
-  if (Number.isSafeInteger(holder) && holder > 0 && holder !== process.pid && isAlive(holder)) {
-    throw new Error(
-      `the audit spool ${lockPath.replace(/\.lock$/, '')} is in use by process ${holder}`,
-    );
+  if (isHeld(lockPath)) return false;
+  const stale = `${lockPath}.${process.pid}.stale`;
+  try {
+    renameSync(lockPath, stale);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
   }
-  writeFileSync(lockPath, String(process.pid), { mode: 0o600 });
+  unlinkSync(stale);
+  try {
+    writeFileSync(lockPath, holder, { flag: 'wx', mode: 0o600 });
+    heldHere.add(lockPath);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+}
+
+const SPOOL_FILE = /^spool-.+\.ndjson$/;
+
+/**
+ * Opens this process's own spool in `dir`, so that processes sharing the folder never share a
+ * spool: the first `spool-<role>-<n>.ndjson` no live process holds. Then every other spool in
+ * `dir` that no live process holds (left by a process that is gone) is moved into it: its
+ * events are appended to ours and synced, then its file is removed. A crash in between leaves
+ * them in both; the chain skips an id it has, so each is still stored once.
+ */
+export function openOwnSpool(
+  dir: string,
+  role: string,
+): { spool: AuditSpool; adopted: number; unreadable: number } {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  let spool: AuditSpool | undefined;
+  for (let slot = 0; spool === undefined; slot++)
+    spool = AuditSpool.tryOpen(join(dir, `spool-${role}-${slot}.ndjson`));
+  let adopted = 0;
+  let unreadable = 0;
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (!SPOOL_FILE.test(name) || path === spool.path) continue;
+    const left = AuditSpool.tryOpen(path);
+    if (left === undefined) continue;
+    for (;;) {
+      const chunk = left.peek(1_000);
+      if (chunk.records.length === 0 && chunk.unreadable === 0) break;
+      spool.append(chunk.records);
+      adopted += chunk.records.length;
+      unreadable += chunk.unreadable;
+      left.advance(chunk.end, chunk.records.length + chunk.unreadable);
+    }
+    left.remove();
+  }
+  return { spool, adopted, unreadable };
 }

@@ -6,7 +6,7 @@ import type { Reader } from '../platform/config.js';
  * problem is reported together with the rest.
  */
 export interface AuditConfig {
-  /** Where the spool file lives (one per process role). */
+  /** The folder of the spool files: one per process, several processes may share it. */
   spoolDir: string;
   batchSize: number;
   flushIntervalMs: number;

@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { KeyRing } from '../auth/keys.js';
@@ -8,7 +7,7 @@ import type { Resolver } from '../platform/url-guard.js';
 import type { MasterKeyRing } from '../secrets/secret-crypto.js';
 import { createCheckpointer, type Checkpointer } from './audit-checkpoints.js';
 import { createAuditRecorder, type AuditRecorder } from './audit-recorder.js';
-import { AuditSpool } from './audit-spool.js';
+import { openOwnSpool } from './audit-spool.js';
 import { createAuditWriter, type AuditWriter } from './audit-writer.js';
 import { createAuditMetrics, type AuditMetrics } from './audit.metrics.js';
 import {
@@ -46,8 +45,9 @@ export interface Audit {
 }
 
 /**
- * Opens the audit trail: takes this process role's spool (replaying what an earlier run
- * left there), starts the batched writer, and wires reading, checkpoints and sinks.
+ * Opens the audit trail: takes a spool of its own (and the spools of processes that are
+ * gone, whose events it replays), starts the batched writer, and wires reading, checkpoints
+ * and sinks.
  */
 export function openAudit(deps: {
   config: Readonly<Config>;
@@ -63,7 +63,12 @@ export function openAudit(deps: {
   const logger = deps.logger.child({ component: 'audit' });
   const db = database.db;
   const metrics = createAuditMetrics(deps.registry);
-  const spool = AuditSpool.open(join(settings.spoolDir, `spool-${config.process.role}.ndjson`));
+  const { spool, adopted, unreadable } = openOwnSpool(settings.spoolDir, config.process.role);
+  if (adopted > 0 || unreadable > 0)
+    logger.warn(
+      { adopted, unreadable, spool: spool.path },
+      'audit spools of stopped processes moved into this one',
+    );
   if (spool.depth > 0)
     logger.warn(
       { spooled: spool.depth, spool: spool.path },
