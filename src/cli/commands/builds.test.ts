@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,6 +19,8 @@ async function gitRepoFrom(
   extra: Record<string, string> = {},
 ): Promise<string> {
   const dir = await mkdtemp(join(parent, 'repo-'));
+  // Readable by others: builds run as the project's workload user when the tests run as root.
+  await chmod(dir, 0o755);
   await cp(source, dir, { recursive: true, filter: (path) => !path.includes('node_modules') });
   for (const [name, content] of Object.entries(extra)) await writeFile(join(dir, name), content);
   const env = {
@@ -48,6 +50,7 @@ describe('builds and deploys through the CLI with workers running', { timeout: 9
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'switchyard-cli-builds-'));
+    await chmod(root, 0o711);
     t = await createTestApp('pglite', {
       SWITCHYARD_ROLE: 'all',
       SWITCHYARD_ROUTER_PORT: '0',
