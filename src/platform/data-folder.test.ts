@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
-import { prepareDataFolder } from './data-folder.js';
+import { prepareDataFolder, warnWithoutIsolation } from './data-folder.js';
 
 const silent = pino({ level: 'silent' });
 const modeOf = async (path: string) => (await stat(path)).mode & 0o777;
@@ -98,5 +98,23 @@ describe('workload isolation settings', () => {
       loadConfig({ SWITCHYARD_GIT_LOCAL_ROOTS: '/srv/git, /home/git' }, true).git.localRoots,
       ['/srv/git', '/home/git'],
     );
+  });
+});
+
+describe('warnWithoutIsolation', () => {
+  const warnings = (isolation: 'uid' | 'none') => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    const config = loadConfig({ SWITCHYARD_WORKLOAD_ISOLATION: isolation }, true);
+    warnWithoutIsolation(config, logger);
+    return lines.map((line) => JSON.parse(line) as { level: number; msg: string });
+  };
+
+  it('warns once that workloads run as Switchyard when isolation is off, and is quiet when on', () => {
+    const off = warnings('none');
+    assert.equal(off.length, 1);
+    assert.equal(off[0]?.level, 40);
+    assert.match(off[0]?.msg ?? '', /run as (root|this user)/);
+    assert.deepEqual(warnings('uid'), []);
   });
 });
