@@ -158,6 +158,24 @@ describe(
       await waitUntil('the frozen session ended', isGone(frozenPid), { timeoutMs: 5_000 });
     });
 
+    it('gives back the connection of a transaction whose commit got no answer', async () => {
+      await backendPid();
+
+      await assert.rejects(
+        inTransaction(database.db, async (trx) => {
+          await trx.executeQuery(CompiledQuery.raw('select 1'));
+          // The COMMIT that follows goes into a connection that no longer answers.
+          assert.equal(proxy.freeze(), 1);
+        }),
+        /Query read timeout/,
+      );
+      // With one connection in the pool, a leaked one would leave nothing to run this on.
+      assert.ok((await backendPid()) > 0);
+      await waitUntil('one connection in the pool', async () => database.poolStats().total === 1, {
+        timeoutMs: 5_000,
+      });
+    });
+
     it('lets the server cancel a slow statement first and keeps that connection', async () => {
       const pid = await backendPid();
 

@@ -32,7 +32,19 @@ export async function inTransaction<T>(db: Db, work: (trx: Trx) => Promise<T>): 
     }
     throw workError;
   }
-  await trx.commit().execute();
+  try {
+    await trx.commit().execute();
+  } catch (commitError) {
+    // Kysely keeps the connection of a transaction whose COMMIT failed (the connection broke, or
+    // the answer never came) until it is rolled back; without this the pool would lose it for
+    // good, and closing the pool would wait for it forever. A rollback that fails as well
+    // discards the connection; the commit's error is what the caller needs.
+    await trx
+      .rollback()
+      .execute()
+      .catch(() => undefined);
+    throw commitError;
+  }
   return result;
 }
 
