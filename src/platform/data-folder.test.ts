@@ -36,7 +36,9 @@ describe('prepareDataFolder', () => {
   it('closes an older folder: world-readable pgdata/, keys and files lose group and other bits', async () => {
     const config = configFor('uid');
     const { dataDir } = config;
-    await mkdir(join(dataDir, 'pgdata'), { recursive: true, mode: 0o755 });
+    await mkdir(join(dataDir, 'pgdata', 'base'), { recursive: true, mode: 0o755 });
+    await writeFile(join(dataDir, 'pgdata', 'base', '1'), 'rows', { mode: 0o644 });
+    await chmod(join(dataDir, 'pgdata'), 0o755);
     await mkdir(join(dataDir, 'keys'), { mode: 0o755 });
     await mkdir(join(dataDir, 'artifacts'), { mode: 0o755 });
     await writeFile(join(dataDir, 'stray.key'), 'secret', { mode: 0o644 });
@@ -45,6 +47,8 @@ describe('prepareDataFolder', () => {
     await prepareDataFolder(config, silent);
 
     assert.equal(await modeOf(join(dataDir, 'pgdata')), 0o700);
+    assert.equal(await modeOf(join(dataDir, 'pgdata', 'base')), 0o700);
+    assert.equal(await modeOf(join(dataDir, 'pgdata', 'base', '1')), 0o600);
     assert.equal(await modeOf(join(dataDir, 'keys')), 0o700);
     assert.equal(await modeOf(join(dataDir, 'stray.key')), 0o600);
     // Workload users pass through, never list: the data folder and the artifacts in it.

@@ -37,6 +37,8 @@ export async function prepareDataFolder(config: Readonly<Config>, logger: Logger
       await chmod(path, mode);
       logger.info({ path, mode: mode.toString(8) }, 'data folder mode corrected');
     }
+    // The database files inside: an older install left them world-readable (umask 022).
+    if (name === 'pgdata' && info.isDirectory()) await closeTree(path);
   }
   const closed =
     isIsolated && config.process.role !== 'api' ? await closedParent(dataDir) : undefined;
@@ -66,4 +68,15 @@ export function warnWithoutIsolation(config: Readonly<Config>, logger: Logger): 
       ? 'workload isolation is off: builds and apps run as root and can read every project and key'
       : 'not running as root, so workloads cannot get users of their own: builds and apps run as this user and can read everything it can (single-tenant, trusted deployers only)',
   );
+}
+
+/** Takes group and other permissions off everything under `folder` (links are left alone). */
+async function closeTree(folder: string): Promise<void> {
+  for (const entry of await readdir(folder, { withFileTypes: true })) {
+    if (entry.isSymbolicLink()) continue;
+    const path = join(folder, entry.name);
+    const { mode } = await lstat(path);
+    if ((mode & 0o077) !== 0) await chmod(path, mode & 0o7700);
+    if (entry.isDirectory()) await closeTree(path);
+  }
 }
