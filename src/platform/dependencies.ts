@@ -60,6 +60,8 @@ export interface Dependencies {
   router: Router | undefined;
   reconciler: Reconciler | undefined;
   domain: ReturnType<typeof createDomain>;
+  /** Accounts' shared parts: keys' cache, deny list, password hasher, Redis, sign-in guard. */
+  identity: Identity;
   /** Secrets: store, API services, delivery to workloads and (with workloads) rotations. */
   lockbox: Lockbox;
   /** The audit trail: recorder, batched writer and spool, reading, checkpoints, sinks. */
@@ -280,6 +282,7 @@ export async function createDependencies(
       keys,
       queue,
       worker,
+      identity,
       resolver,
       runtime,
       router,
