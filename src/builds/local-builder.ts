@@ -1,7 +1,12 @@
 import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { closedParent, makeWorkloadFolder, type RunAs } from '../platform/workload-users.js';
+import {
+  closedParent,
+  makeWorkloadFolder,
+  removeWorkloadFolder,
+  type RunAs,
+} from '../platform/workload-users.js';
 import {
   encodeManifest,
   manifestSizeBytes,
@@ -126,7 +131,7 @@ export async function runLocalBuild(input: BuildInput): Promise<BuildResult> {
   } finally {
     deadline.dispose();
     if (scratch !== undefined) {
-      await rm(scratch, { recursive: true, force: true }).catch((error: unknown) => {
+      await removeScratch(scratch, input.runAs).catch((error: unknown) => {
         logger.warn({ err: error }, 'build scratch folder not removed');
       });
     }
@@ -249,6 +254,14 @@ async function makeScratch(workRoot: string, runAs: RunAs | undefined): Promise<
     );
   }
   return scratch;
+}
+
+/** The build user's folders go as that user; only then is the rest (Switchyard's) removed. */
+async function removeScratch(scratch: string, runAs: RunAs | undefined): Promise<void> {
+  for (const folder of ['home', 'source']) {
+    await removeWorkloadFolder(join(scratch, folder), runAs);
+  }
+  await rm(scratch, { recursive: true, force: true });
 }
 
 // setTimeout fires at once for delays past 2^31 - 1 ms.

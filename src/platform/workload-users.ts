@@ -1,5 +1,7 @@
-import { chown, mkdir, realpath, stat } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chown, mkdir, realpath, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { promisify } from 'node:util';
 
 /**
  * Workload users: the operating-system users that builds and app instances run as, so that
@@ -58,4 +60,24 @@ export async function closedParent(path: string): Promise<string | undefined> {
     if (parent === folder) return undefined;
     folder = parent;
   }
+}
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * Removes a folder a workload user wrote in. Its contents are removed as that user, never
+ * as root: a process of it that outlived the workload could swap a folder inside for a link
+ * while root walks the tree, and root would then delete whatever the link points to. What is
+ * left is removed only if empty. Without `runAs` the folder is simply removed.
+ */
+export async function removeWorkloadFolder(path: string, runAs: RunAs | undefined): Promise<void> {
+  if (runAs === undefined) return rm(path, { recursive: true, force: true });
+  await execFileAsync('rm', ['-rf', '--', path], {
+    uid: runAs.uid,
+    gid: runAs.gid,
+    env: { PATH: '/usr/bin:/bin' },
+  }).catch(() => undefined);
+  await rmdir(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+  });
 }

@@ -1,6 +1,5 @@
-import fs from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { makeWorkloadFolder } from '../../platform/workload-users.js';
+import { makeWorkloadFolder, removeWorkloadFolder } from '../../platform/workload-users.js';
 
 import type {
   InstanceState,
@@ -285,7 +284,8 @@ export class InstanceSupervisor {
     const child = this.#process;
     const exit = child?.isRunning ? await this.#terminate(child, drainMs) : undefined;
     await removePidFile(this.#context.pidDir, this.id).catch(() => undefined);
-    await fs.rm(this.#context.homeDir, { recursive: true, force: true }).catch(() => undefined);
+    const { homeDir, spec } = this.#context;
+    await removeWorkloadFolder(homeDir, spec.runAs).catch(() => undefined);
     this.#context.ports.release(this.#port);
 
     if (exit) this.#lastExitCode = exit.exitCode;

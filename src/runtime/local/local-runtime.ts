@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 
 import { AppError } from '../../platform/errors.js';
+import { removeWorkloadFolder } from '../../platform/workload-users.js';
 import { WorkloadStartError } from '../runtime.js';
 import type {
   InstanceStatus,
@@ -107,11 +108,7 @@ class LocalRuntime implements RuntimeDriver {
 
     const homes = await fs.readdir(this.#homesDir).catch(() => []);
     const leftovers = homes.filter((name) => !live.has(name));
-    await Promise.all(
-      leftovers.map((name) =>
-        fs.rm(path.join(this.#homesDir, name), { recursive: true, force: true }),
-      ),
-    );
+    await Promise.all(leftovers.map((name) => removeLeftoverHome(path.join(this.#homesDir, name))));
   }
 
   async start(spec: WorkloadSpec, options: StartOptions): Promise<InstanceStatus[]> {
@@ -356,4 +353,12 @@ function assertSafeId(deploymentId: string): void {
   if (!SAFE_ID.test(deploymentId) || deploymentId.includes('..')) {
     throw new AppError('VALIDATION_FAILED', 'deployment id is not a safe identifier');
   }
+}
+
+/** A HOME a previous Switchyard process left: removed as the user who owns it. */
+async function removeLeftoverHome(home: string): Promise<void> {
+  const info = await fs.lstat(home).catch(() => undefined);
+  if (info === undefined) return;
+  const isOthers = info.isDirectory() && info.uid !== process.getuid?.();
+  await removeWorkloadFolder(home, isOthers ? { uid: info.uid, gid: info.gid } : undefined);
 }

@@ -92,6 +92,8 @@ describe('local runtime workload isolation (as root)', { skip: !isRoot && 'needs
     assert.deepEqual([info.uid, info.mode & 0o777], [UID_A, 0o700]);
     assert.equal(await ask(port, '/write', path.join(home, 'cache')), 'ok');
     await runtime.stop(workload.deploymentId);
+    // Removed as its user, so nothing the app left in it can point root's removal elsewhere.
+    assert.equal(await fs.stat(home).catch(() => 'gone'), 'gone');
   });
 
   it("cannot read Switchyard's key files, its environment, or change its own artifact", async () => {
