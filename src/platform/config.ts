@@ -173,7 +173,11 @@ export function loadConfig(
   const read = new Reader(env);
   const databaseUrl = read.url('DATABASE_URL', ['postgres:', 'postgresql:']);
   const mode = databaseUrl === undefined ? 'embedded' : 'external';
-  const dataDirRaw = read.string('SWITCHYARD_DATA_DIR') ?? join(homedir(), '.switchyard');
+  // As root, workload users must be able to pass through the folders above the data folder,
+  // which a root home folder (0700) does not allow: root's default is the system's state folder.
+  const defaultDataDir =
+    process.getuid?.() === 0 ? '/var/lib/switchyard' : join(homedir(), '.switchyard');
+  const dataDirRaw = read.string('SWITCHYARD_DATA_DIR') ?? defaultDataDir;
   const dataDir = isAbsolute(dataDirRaw) ? dataDirRaw : resolve(dataDirRaw);
 
   const config: Config = {
