@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -147,19 +148,25 @@ describe('graceful shutdown of a serve process', { timeout: 120_000 }, () => {
     );
     const load = startApiLoad(api, 6);
     await waitUntil('requests to flow', () => load.samples.length >= 30, { timeoutMs: 10_000 });
-    // Sign-ins hash a password: slow enough to be surely in flight when the signal lands.
+    const signIn = { email: 'owner@example.com', password: PASSWORD };
+    // Sign-ins hash a password: slow enough to be likely in flight when the signal lands.
     const signIns = [1, 2, 3].map((n) =>
-      send(api, `sign-in-${n}`, 'POST', '/v1/auth/login', {
-        email: 'owner@example.com',
-        password: PASSWORD,
-      }),
+      send(api, `sign-in-${n}`, 'POST', '/v1/auth/login', signIn),
     );
-    await new Promise((resolve) => setImmediate(resolve));
+    // And one surely in flight: the server has begun it, and its body follows the signal.
+    const held = await startHeldRequest(api, 'held-sign-in', '/v1/auth/login', signIn);
+    const running = server;
     const sigtermAt = performance.now();
-    server.child.kill('SIGTERM');
+    running.child.kill('SIGTERM');
+    await waitUntil('the shutdown to begin', () => logsWith(running, 'shutting down').length > 0, {
+      timeoutMs: 10_000,
+      detail,
+    });
+    const heldSample = held.finish();
     const code = await server.exited;
     const stopMs = Math.round(performance.now() - sigtermAt);
-    const samples = [...(await load.stop()), ...(await Promise.all(signIns))];
+    const samples = [...(await load.stop()), ...(await Promise.all(signIns)), await heldSample];
+    assert.equal((await heldSample).status, 200, 'the request begun before the signal');
     assert.equal(code, 0, `exit ${code}${detail()}`);
     assert.equal(await follower, 'ended', 'the log stream did not end with the shutdown');
 
@@ -284,6 +291,52 @@ function startApiLoad(api: ApiClient, loops: number) {
       isStopping = true;
       await Promise.all(running);
       return samples;
+    },
+  };
+}
+
+/**
+ * A POST the server has surely begun handling: it asks `Expect: 100-continue` and resolves
+ * once the server's interim 100 answer shows it parsed the headers and started the request.
+ * Its body is sent by `finish`, so the request stays in flight until then.
+ */
+async function startHeldRequest(
+  api: ApiClient,
+  id: string,
+  path: string,
+  body: unknown,
+): Promise<{ finish(): Promise<Sample> }> {
+  const payload = Buffer.from(JSON.stringify(body), 'utf8');
+  const startedAt = performance.now();
+  const request = httpRequest(`${api.baseUrl}${path}`, {
+    method: 'POST',
+    headers: {
+      'x-request-id': id,
+      'content-type': 'application/json',
+      'content-length': String(payload.length),
+      expect: '100-continue',
+    },
+  });
+  const answered = new Promise<Sample>((resolve) => {
+    request.on('response', (response) => {
+      response.resume();
+      response.on('end', () =>
+        resolve({ id, startedAt, endedAt: performance.now(), status: response.statusCode }),
+      );
+    });
+    request.on('error', (error) =>
+      resolve({ id, startedAt, endedAt: performance.now(), failure: String(error) }),
+    );
+  });
+  request.flushHeaders();
+  await new Promise<void>((resolve, reject) => {
+    request.once('continue', () => resolve());
+    request.once('error', reject);
+  });
+  return {
+    finish() {
+      request.end(payload);
+      return answered;
     },
   };
 }
