@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
@@ -38,7 +39,7 @@ async function call<T>(
  * A new account owning one project with one service, made over HTTP as a client would. The
  * service's git URL is a local path, so nothing looks up a name outside this machine.
  */
-async function seed(server: RunningServer, environment: BenchEnvironment): Promise<Seeded> {
+async function seed(server: RunningServer): Promise<Seeded> {
   const stamp = `${Date.now().toString(36)}${process.pid}`;
   const email = `bench-${stamp}@example.com`;
   await call(server, 'POST', '/v1/auth/register', { email, password: PASSWORD, name: 'Bench' });
@@ -49,7 +50,9 @@ async function seed(server: RunningServer, environment: BenchEnvironment): Promi
   const headers = { authorization: `Bearer ${login.accessToken}` };
   const slug = `half-${stamp}`;
   await call(server, 'POST', '/v1/projects', { name: 'Half peak', slug }, headers);
-  const gitUrl = join(environment.env['SWITCHYARD_DATA_DIR'] ?? '/tmp', 'bench-repo');
+  // Never cloned: the routes measured only read and change the service. Outside the data
+  // folder, where local repositories are refused.
+  const gitUrl = join(tmpdir(), 'switchyard-bench-repo');
   const service = await call<{ id: string }>(
     server,
     'POST',
@@ -133,7 +136,7 @@ export async function benchHalfPeak(
   try {
     await delay(IDLE_SETTLE_MS);
     const idleRssMb = rssMb(server.pid);
-    const { serviceId, headers } = await seed(server, environment);
+    const { serviceId, headers } = await seed(server);
     const url = `${server.apiUrl}/v1/services/${serviceId}`;
     const helperPids = helperPidsOf(server, environment);
     const backend = environment.backend;
