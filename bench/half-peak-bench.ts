@@ -126,7 +126,12 @@ export async function benchHalfPeak(
   context: BenchContext,
 ): Promise<void> {
   const options = {
-    env: { SWITCHYARD_ALLOW_LOCAL_GIT: 'true', LOG_LEVEL: 'info' },
+    env: {
+      SWITCHYARD_ALLOW_LOCAL_GIT: 'true',
+      // The bench's user is not the instance admin when other parts signed up first.
+      SWITCHYARD_GIT_LOCAL_ROOTS: tmpdir(),
+      LOG_LEVEL: 'info',
+    },
     discardStdout: true,
   };
   // An unmeasured start first: on a fresh embedded data folder it creates the database,
