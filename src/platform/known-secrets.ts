@@ -21,7 +21,7 @@ export type Scrub = (text: string) => string;
 /**
  * The forms a value takes in text we emit: as is, each of its lines (output is read a line at
  * a time), inside a JSON string (escaped quotes, backslashes, control characters), the same
- * with non-ASCII as `\uXXXX`, JSON inside JSON, and percent-encoded (credentials in URLs).
+ * with non-ASCII as `\u` escapes, JSON inside JSON, and percent-encoded (credentials in URLs).
  */
 export function textForms(value: string): string[] {
   const forms = new Set<string>([value]);
