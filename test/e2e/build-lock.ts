@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -7,8 +7,9 @@ import { join } from 'node:path';
 // start a server while the other rewrites the files it imports. One builds, the others wait.
 
 const WAIT_STEP_MS = 200;
-// A lock older than this was left by a crashed run.
+// A lock older than this was left by a crashed run (when its holder's pid cannot be read).
 const STALE_LOCK_MS = 10 * 60_000;
+const OWNER_FILE = 'pid';
 
 /** Runs `work` while holding a lock shared by every process testing the tree at `root`. */
 export function withBuildLock(root: string, work: () => void): void {
@@ -18,6 +19,7 @@ export function withBuildLock(root: string, work: () => void): void {
   for (;;) {
     try {
       mkdirSync(lock);
+      writeFileSync(join(lock, OWNER_FILE), String(process.pid));
       break;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
@@ -32,10 +34,16 @@ export function withBuildLock(root: string, work: () => void): void {
   }
 }
 
+/** Left by a process that is gone (killed while building), or older than any build takes. */
 function isStale(lock: string): boolean {
   try {
-    return Date.now() - statSync(lock).mtimeMs > STALE_LOCK_MS;
-  } catch {
+    if (Date.now() - statSync(lock).mtimeMs > STALE_LOCK_MS) return true;
+    const owner = Number(readFileSync(join(lock, OWNER_FILE), 'utf8'));
+    if (!Number.isInteger(owner) || owner <= 0) return false;
+    process.kill(owner, 0);
     return false;
+  } catch (error) {
+    // ESRCH: the holder is gone. A missing pid file: the holder is between mkdir and write.
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }
